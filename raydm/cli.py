@@ -1,0 +1,121 @@
+"""The raydm command line: parse, load and validate the config, call one library function."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from raydm import __version__
+
+USAGE_ERROR = 2
+RUNTIME_ERROR = 1
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"raydm: error: {message}", err=True)
+    sys.exit(code)
+
+
+def load(path: str, overrides: tuple[str, ...]):
+    from raydm.config import ConfigError, load_config
+
+    try:
+        return load_config(path, list(overrides))
+    except ConfigError as err:
+        fail(str(err), USAGE_ERROR)
+
+
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY.PATH=VALUE",
+    help="Override one key of the file, e.g. --set train.epochs=5 (repeatable; values are YAML).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="raydm")
+def main() -> None:
+    """Hyperparameter search for unsupervised domain adaptation on Ray Tune.
+
+    \b
+    Examples:
+      raydm tune --space search_spaces/dann.yaml
+      raydm train --config results/<experiment>/best.yaml
+    """
+
+
+@main.command()
+@click.option("--space", "space", required=True, type=click.Path(dir_okay=False),
+              help="Search-space YAML file (see search_spaces/).")
+@set_option
+@click.option("--name", help="Experiment name (default: method-source-to-target-time).")
+@click.option("--storage-path", default="results", show_default=True,
+              help="Where experiments are written: a directory, or s3://bucket/prefix.")
+@click.option("--address", help="Join this Ray cluster (e.g. auto) instead of starting one.")
+@click.option("--resume", is_flag=True, help="Continue the experiment --name where it stopped.")
+def tune(space, overrides, name, storage_path, address, resume) -> None:
+    """Search hyperparameters with Optuna (TPE) and ASHA on Ray Tune.
+
+    \b
+    Examples:
+      raydm tune --space search_spaces/dann.yaml
+      raydm tune --space search_spaces/dann.yaml --set search.num_samples=32 --name big
+      raydm tune --space search_spaces/dann.yaml --name big --resume
+    """
+    config = load(space, overrides)
+    if resume and not name:
+        fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
+    from raydm.tuning import leaderboard, run_search
+
+    outcome = run_search(
+        config, name=name, storage_path=storage_path, address=address, resume=resume,
+        echo=click.echo,
+    )
+    click.echo("")
+    click.echo(leaderboard(outcome, config))
+    click.echo("")
+    click.echo(f"experiment: {outcome.experiment_dir}")
+    if outcome.best_config is None:
+        fail("no trial reported a result; see the trial logs in the experiment", RUNTIME_ERROR)
+    click.echo(f"best config: {outcome.experiment_dir / 'best.yaml'}")
+    click.echo(f"all trials:  {outcome.experiment_dir / 'results.csv'}")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="A fixed configuration, e.g. an experiment's best.yaml.")
+@set_option
+def train(config_path, overrides) -> None:
+    """Train one configuration without a search and print its metrics each epoch.
+
+    \b
+    Example:
+      raydm train --config results/<experiment>/best.yaml --set train.seed=1
+    """
+    config = load(config_path, overrides)
+    if config.params:
+        fail(
+            f"{config_path}: params: train runs one configuration, but "
+            f"{', '.join(config.params)} are still searched; fix them with --set",
+            USAGE_ERROR,
+        )
+    from raydm import engine
+    from raydm.data import load_domain_pair
+
+    data = load_domain_pair(config.data)
+
+    def show(epoch: int, metrics: dict[str, float], state) -> None:
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("val/", "oracle/", "train/loss")))
+        click.echo(f"epoch {epoch}/{config.train.epochs}  {shown}")
+
+    final = engine.fit(config, data, on_epoch=show)
+    click.echo("final metrics:")
+    for key, value in final.items():
+        click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""The experiment configuration: one YAML file validated into one ``ExperimentConfig``.
+
+Everything downstream (the Tune wiring, the trainable, ``raydm train``) receives this object;
+nothing re-reads YAML. Errors name the file and the dotted key path and fit on one line.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from raydm.search_space import Distribution, parse_param
+
+
+class ConfigError(Exception):
+    """A user's configuration is invalid; the message is one line naming file and key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataConfig(Section):
+    source: str = Field("digits_printed", description="Labelled source domain name.")
+    target: str = Field("digits_handwritten", description="Unlabelled target domain name.")
+    root: str = Field("~/.cache/raydm", description="Directory where datasets are cached.")
+    seed: int = Field(0, description="Seed for generating and splitting the data.")
+    source_val_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Held-out share of the source, for label-free selection."
+    )
+    target_test_fraction: float = Field(
+        0.3, gt=0, lt=1, description="Labelled share of the target kept for the oracle figure."
+    )
+    moons_rotation: float = Field(35.0, description="Rotation of moons_rotated, degrees.")
+    moons_noise: float = Field(0.1, ge=0, description="Gaussian noise of the moons samples.")
+    moons_samples: int = Field(300, ge=20, description="Points per moons domain (both classes).")
+    printed_per_class: int = Field(
+        500, ge=10, description="Images rendered per digit class for digits_printed."
+    )
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root).expanduser().resolve()
+
+    @field_validator("source", "target")
+    @classmethod
+    def _known_domain(cls, name: str) -> str:
+        from raydm.data import DOMAINS
+
+        if name not in DOMAINS:
+            raise ValueError(DOMAINS.unknown_message(name))
+        return name
+
+
+class ModelConfig(Section):
+    backbone: str = Field("lenet", description="Feature extractor (see `raydm list backbones`).")
+    backbone_args: SerializeAsAny[BaseModel] = Field(
+        default_factory=dict, description="Options of the chosen backbone."
+    )
+    classifier_hidden: list[int] = Field(
+        default_factory=lambda: [100, 100],
+        description="Hidden widths of the label classifier on top of the features.",
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before each classifier layer.")
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        from raydm.backbones import BACKBONES
+
+        if name not in BACKBONES:
+            raise ValueError(BACKBONES.unknown_message(name))
+        return name
+
+    @field_validator("backbone_args", mode="before")
+    @classmethod
+    def _typed_backbone_args(cls, raw: Any, info) -> BaseModel | Any:
+        from raydm.backbones import BACKBONES
+
+        if "backbone" not in info.data:  # the backbone name itself failed; reported there
+            return raw
+        args_model = BACKBONES.get(info.data["backbone"]).Args
+        return raw if isinstance(raw, args_model) else args_model.model_validate(raw or {})
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1, description="Planned epochs; schedules span all of them.")
+    batch_size: int = Field(64, ge=2, description="Images per domain in each batch.")
+    iters_per_epoch: int | None = Field(
+        None, ge=1, description="Iterations per epoch; default: source train size // batch_size."
+    )
+    optimizer: Literal["sgd"] = Field("sgd", description="Optimiser (SGD, as in the papers).")
+    lr: float = Field(0.01, gt=0, description="Initial learning rate mu_0.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    nesterov: bool = Field(False, description="Nesterov momentum.")
+    weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay.")
+    lr_schedule: Literal["inverse", "constant"] = Field(
+        "inverse", description="inverse: mu_p = mu_0 / (1 + alpha p)^beta (DANN); constant: mu_0."
+    )
+    lr_alpha: float = Field(10.0, ge=0, description="alpha of the inverse schedule.")
+    lr_beta: float = Field(0.75, ge=0, description="beta of the inverse schedule.")
+    backbone_lr_mult: float = Field(
+        1.0, gt=0, description="Learning-rate multiplier of the backbone (e.g. 0.1 if pretrained)."
+    )
+    eval_batch_size: int = Field(1024, ge=1, description="Batch size for evaluation passes.")
+    seed: int = Field(0, description="Seed of initialisation and batch order.")
+
+
+class SearcherConfig(Section):
+    type: Literal["optuna"] = Field("optuna", description="Search algorithm proposing configs.")
+    sampler: Literal["tpe", "random"] = Field(
+        "tpe", description="Optuna sampler: tpe (model-based) or random (the baseline)."
+    )
+    seed: int = Field(0, description="Seed of the sampler.")
+    n_startup_trials: int = Field(
+        5, ge=1, description="Random trials before TPE models the results."
+    )
+
+
+class SchedulerConfig(Section):
+    type: Literal["asha", "fifo"] = Field(
+        "asha", description="asha: stop weak trials early; fifo: run every trial to the end."
+    )
+    grace_period: int = Field(1, ge=1, description="Epochs every trial runs before ASHA may stop it.")
+    reduction_factor: float = Field(3.0, gt=1, description="ASHA keeps 1/reduction_factor per rung.")
+    max_t: int | None = Field(None, ge=1, description="Last rung; default: train.epochs.")
+    time_attr: Literal["training_iteration", "epoch"] = Field(
+        "training_iteration", description="What ASHA counts (one per reported epoch)."
+    )
+
+
+class SearchConfig(Section):
+    metric: str = Field("val/source_acc", description="Reported metric that ranks trials.")
+    mode: Literal["max", "min"] = Field("max", description="Whether the metric is maximised.")
+    allow_oracle: bool = Field(
+        False, description="Permit selecting on oracle/* metrics, which use target labels."
+    )
+    num_samples: int = Field(16, ge=1, description="Number of trials.")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="Trials running at once; default: as many as resources allow."
+    )
+    max_failures: int = Field(2, ge=0, description="Retries of a trial that crashes.")
+    searcher: SearcherConfig = Field(default_factory=SearcherConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, name: str) -> str:
+        from raydm.metrics import SELECTABLE
+
+        if name not in SELECTABLE:
+            raise ValueError(f"unknown metric {name!r}; choose one of: {', '.join(SELECTABLE)}")
+        return name
+
+    @model_validator(mode="after")
+    def _oracle_needs_consent(self) -> SearchConfig:
+        if self.metric.startswith("oracle/") and not self.allow_oracle:
+            raise ValueError(
+                f"{self.metric} uses target labels, which real UDA does not have; "
+                "choose a label-free metric or set search.allow_oracle: true"
+            )
+        return self
+
+
+class ResourcesConfig(Section):
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial (also torch's thread count).")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial: 0, a whole number, or 1/k.")
+
+    @field_validator("gpu")
+    @classmethod
+    def _packable_fraction(cls, gpu: float) -> float:
+        # Ray can hang on fractions that do not tile a GPU (e.g. 0.3); allow 1/k or whole.
+        if gpu == 0 or float(gpu).is_integer():
+            return gpu
+        if gpu < 1 and math.isclose(1 / gpu, round(1 / gpu), rel_tol=1e-6):
+            return gpu
+        raise ValueError(f"gpu must be 0, a whole number or 1/k (0.5, 0.25, ...), got {gpu}")
+
+
+class ExperimentConfig(Section):
+    method: str = Field("dann", description="Adaptation method (see `raydm list methods`).")
+    method_args: SerializeAsAny[BaseModel] = Field(
+        default_factory=dict, description="Options of the chosen method."
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    params: dict[str, Distribution] = Field(
+        default_factory=dict, description="Searched params: dotted key -> distribution."
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        from raydm.methods import METHODS
+
+        if name not in METHODS:
+            raise ValueError(METHODS.unknown_message(name))
+        return name
+
+    @field_validator("method_args", mode="before")
+    @classmethod
+    def _typed_method_args(cls, raw: Any, info) -> BaseModel | Any:
+        from raydm.methods import METHODS
+
+        if "method" not in info.data:
+            return raw
+        args_model = METHODS.get(info.data["method"]).Args
+        return raw if isinstance(raw, args_model) else args_model.model_validate(raw or {})
+
+    @model_validator(mode="after")
+    def _backbone_fits_data(self) -> ExperimentConfig:
+        from raydm.backbones import BACKBONES
+        from raydm.data import DOMAINS
+
+        takes = BACKBONES.get(self.model.backbone).input_kind
+        for role in ("source", "target"):
+            name = getattr(self.data, role)
+            gives = DOMAINS.get(name).kind
+            if gives != takes:
+                raise ValueError(
+                    f"model.backbone {self.model.backbone} takes {takes} but data.{role} "
+                    f"{name} gives {gives}"
+                )
+        return self
+
+    # --- derived views -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that ``config_from_dict`` turns back into an equal config."""
+        raw = self.settings_dict()
+        raw["params"] = {key: dist.to_yaml() for key, dist in self.params.items()}
+        return raw
+
+    def settings_dict(self) -> dict[str, Any]:
+        """Every section but ``params``, as plain data."""
+        return self.model_dump(mode="json", exclude={"params"})
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def with_values(self, values: dict[str, Any]) -> ExperimentConfig:
+        """A copy with dotted keys set (e.g. one trial's sampled params) and the rest kept."""
+        raw = self.settings_dict()
+        for key, value in values.items():
+            set_dotted(raw, key, value)
+        still_searched = {k: d for k, d in self.params.items() if k not in values}
+        return ExperimentConfig.model_validate(raw).model_copy(update={"params": still_searched})
+
+    def fixed(self, values: dict[str, Any]) -> ExperimentConfig:
+        """The complete config of one trial: sampled values set, nothing left to search."""
+        missing = sorted(set(self.params) - set(values))
+        if missing:
+            raise ValueError(f"no value for searched params: {', '.join(missing)}")
+        return self.with_values(values)
+
+    def max_epochs(self) -> int:
+        return self.search.scheduler.max_t or self.train.epochs
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dicts; under ``params`` the rest of the key is one name."""
+    parts = key.split(".")
+    if parts[0] == "params" and len(parts) > 1:
+        parts = ["params", ".".join(parts[1:])]
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ValueError(f"{'.'.join(parts[:-1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read, override (``key.path=value`` strings, values parsed as YAML) and validate."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    overridden = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        try:
+            set_dotted(raw, key.strip(), yaml.safe_load(text))
+        except (ValueError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: --set {item}: {err}") from None
+        overridden[key.strip()] = item
+    return config_from_dict(raw, source=str(path), overridden=overridden)
+
+
+def config_from_dict(
+    raw: dict[str, Any], source: str = "<config>", overridden: dict[str, str] | None = None
+) -> ExperimentConfig:
+    """Validate plain data into a config: constants in ``params`` are applied in place, and
+    every searched distribution is checked against the field it targets."""
+    overridden = overridden or {}
+    raw = dict(raw)
+    raw_params = raw.pop("params", None) or {}
+    if not isinstance(raw_params, dict):
+        raise ConfigError(f"{source}: params: expected a mapping of dotted keys")
+    distributions: dict[str, Distribution] = {}
+    for key, spec in raw_params.items():
+        try:
+            dist = parse_param(spec)
+        except ValueError as err:
+            raise ConfigError(f"{source}: params.{key}: {err}") from None
+        if dist is None:
+            _apply(raw, key, spec, source, f"params.{key}")
+        else:
+            distributions[key] = dist
+    config = _validate(raw, source, overridden)
+    for key, dist in distributions.items():
+        _check_searchable(config, key, source)
+        for value in dist.probe_values():
+            _validate(_with(config.settings_dict(), key, value), source, {}, f"params.{key}", value)
+    return config.model_copy(update={"params": distributions})
+
+
+def _apply(raw: dict, key: str, value: Any, source: str, where: str) -> None:
+    try:
+        set_dotted(raw, key, value)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {where}: {err}") from None
+
+
+def _with(raw: dict, key: str, value: Any) -> dict:
+    set_dotted(raw, key, value)
+    return raw
+
+
+def _check_searchable(config: ExperimentConfig, key: str, source: str) -> None:
+    node: Any = config
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        fields = type(node).model_fields if isinstance(node, BaseModel) else {}
+        if part not in fields or part == "params":
+            known = ", ".join(name for name in fields if name != "params")
+            prefix = ".".join(parts[:depth]) or "the top level"
+            raise ConfigError(
+                f"{source}: params.{key}: {prefix} has no field {part!r} (fields: {known})"
+            )
+        node = getattr(node, part)
+
+
+def _validate(
+    raw: dict,
+    source: str,
+    overridden: dict[str, str],
+    probing: str | None = None,
+    probe_value: Any = None,
+) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(
+            _format_errors(err, source, overridden, probing, probe_value)
+        ) from None
+
+
+def _format_errors(
+    err: ValidationError,
+    source: str,
+    overridden: dict[str, str],
+    probing: str | None,
+    probe_value: Any,
+) -> str:
+    parts = []
+    for error in err.errors():
+        loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] not in ("value_error", "missing"):
+            message += f" (got {error['input']!r})"
+        if probing:
+            parts.append(f"{probing}: value {probe_value!r} is invalid for {loc}: {message}")
+        else:
+            via = overridden.get(loc)
+            parts.append(f"{loc}: {message}" + (f" (from --set {via})" if via else ""))
+    return f"{source}: " + "; ".join(parts)

@@ -1,0 +1,56 @@
+"""What every adaptation method provides to the training loop."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+
+class MethodArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Method(nn.Module):
+    """A model plus its update rule (DomainBed's ``Algorithm`` shape).
+
+    ``update`` takes one labelled source batch and one unlabelled target batch and performs the
+    method's whole optimisation step; ``progress`` runs from 0 to 1 over the trial's planned
+    iterations so schedules do not depend on a hard-wired iteration count.
+    """
+
+    Args: ClassVar[type[MethodArgs]]
+
+    def update(
+        self, source: torch.Tensor, labels: torch.Tensor, target: torch.Tensor, progress: float
+    ) -> dict[str, float]:
+        raise NotImplementedError
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Class logits."""
+        raise NotImplementedError
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Every optimiser; param groups carry ``lr_mult`` for the shared lr schedule."""
+        raise NotImplementedError
+
+
+def classifier(in_features: int, hidden: list[int], num_classes: int, dropout: float) -> nn.Module:
+    """An MLP head: (dropout, linear, relu) per hidden width, then (dropout, linear)."""
+    layers: list[nn.Module] = []
+    widths = [in_features, *hidden]
+    for width_in, width_out in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Dropout(dropout), nn.Linear(width_in, width_out), nn.ReLU()]
+    layers += [nn.Dropout(dropout), nn.Linear(widths[-1], num_classes)]
+    return nn.Sequential(*layers)
+
+
+def sgd(groups: list[dict], lr: float, momentum: float, nesterov: bool, weight_decay: float):
+    for group in groups:
+        group.setdefault("lr_mult", 1.0)
+        group["lr"] = lr * group["lr_mult"]
+    return torch.optim.SGD(
+        groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay
+    )

@@ -1,0 +1,48 @@
+"""The source-only baseline: the same network and loop as DANN, without the domain branch."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raydm.methods.base import Method, MethodArgs, classifier, sgd
+
+
+class SourceOnlyArgs(MethodArgs):
+    pass
+
+
+class SourceOnly(Method):
+    Args = SourceOnlyArgs
+
+    def __init__(self, args: SourceOnlyArgs, backbone: nn.Module, num_classes: int, model, train):
+        super().__init__()
+        self.args = args
+        self.backbone = backbone
+        self.head = classifier(
+            backbone.out_features, model.classifier_hidden, num_classes, model.dropout
+        )
+        self.optimizer = sgd(
+            [
+                {"params": backbone.parameters(), "lr_mult": train.backbone_lr_mult},
+                {"params": self.head.parameters()},
+            ],
+            train.lr,
+            train.momentum,
+            train.nesterov,
+            train.weight_decay,
+        )
+
+    def update(self, source, labels, target, progress):
+        loss = F.cross_entropy(self.predict(source), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"train/loss_cls": loss.item(), "train/loss": loss.item()}
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(inputs))
+
+    def optimizers(self):
+        return [self.optimizer]

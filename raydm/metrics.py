@@ -1,0 +1,18 @@
+"""Names of everything a trial reports, defined once.
+
+Namespaces say what a number may be used for: ``train/`` describes optimisation, ``val/`` is
+label-free (source labels only) and may select trials, ``oracle/`` uses target labels and is
+for reporting only unless a search explicitly allows it.
+"""
+
+EPOCH = "epoch"
+EPOCHS_PLANNED = "epochs_planned"
+
+TRAIN_LOSS = "train/loss"
+TRAIN_LR = "train/lr"
+SOURCE_VAL_ACC = "val/source_acc"
+SOURCE_VAL_LOSS = "val/source_loss"
+TARGET_ACC = "oracle/target_acc"
+
+# Metrics a search may rank trials by, with the direction that is better.
+SELECTABLE = {SOURCE_VAL_ACC: "max", SOURCE_VAL_LOSS: "min", TARGET_ACC: "max"}

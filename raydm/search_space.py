@@ -1,0 +1,150 @@
+"""The `params:` section: what a search varies, and its translation to Ray Tune domains.
+
+Each entry maps a dotted config key (``train.lr``, ``method_args.lambda_max``) to either a
+constant or one distribution written as a one-key mapping::
+
+    train.lr: {loguniform: [1.0e-4, 1.0e-1]}
+    method_args.gamma: {uniform: [5, 15]}
+    train.batch_size: {choice: [32, 64, 128]}
+    method_args.discriminator_layers: {int: [1, 3]}
+
+That the key names a real field, and that every value the distribution can produce is a valid
+value for it, is checked by ``raydm.config`` against the schema.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    low: float
+    high: float
+
+    def probe_values(self) -> list[Any]:
+        return [self.low, self.high]
+
+    def to_tune(self):
+        from ray import tune
+
+        return tune.loguniform(self.low, self.high)
+
+    def to_yaml(self) -> dict:
+        return {"loguniform": [self.low, self.high]}
+
+
+@dataclass(frozen=True)
+class Uniform:
+    low: float
+    high: float
+
+    def probe_values(self) -> list[Any]:
+        return [self.low, self.high]
+
+    def to_tune(self):
+        from ray import tune
+
+        return tune.uniform(self.low, self.high)
+
+    def to_yaml(self) -> dict:
+        return {"uniform": [self.low, self.high]}
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """Integers from low to high, both included."""
+
+    low: int
+    high: int
+
+    def probe_values(self) -> list[Any]:
+        return [self.low, self.high]
+
+    def to_tune(self):
+        from ray import tune
+
+        # tune.randint excludes its upper bound; the YAML range includes it.
+        return tune.randint(self.low, self.high + 1)
+
+    def to_yaml(self) -> dict:
+        return {"int": [self.low, self.high]}
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple[Any, ...]
+
+    def probe_values(self) -> list[Any]:
+        return list(self.options)
+
+    def to_tune(self):
+        from ray import tune
+
+        return tune.choice(list(self.options))
+
+    def to_yaml(self) -> dict:
+        return {"choice": list(self.options)}
+
+
+Distribution = LogUniform | Uniform | IntRange | Choice
+
+
+def parse_param(raw: Any) -> Distribution | None:
+    """Return the distribution ``raw`` describes, or None when ``raw`` is a constant.
+
+    Raises ValueError with a message fit for a one-line user error.
+    """
+    if not isinstance(raw, dict):
+        return None
+    if len(raw) != 1 or next(iter(raw)) not in DISTRIBUTIONS:
+        keys = ", ".join(map(str, raw)) or "nothing"
+        raise ValueError(
+            f"a searched param is one mapping of {', '.join(DISTRIBUTIONS)}; got {keys}"
+        )
+    kind, args = next(iter(raw.items()))
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"choice takes a non-empty list, got {args!r}")
+        return Choice(tuple(args))
+    if not isinstance(args, list) or len(args) != 2:
+        raise ValueError(f"{kind} takes a list [lo, hi], got {args!r}")
+    if kind == "int":
+        low, high = (_as_int(v, kind) for v in args)
+    else:
+        low, high = (_as_float(v, kind) for v in args)
+    if low >= high:
+        raise ValueError(f"{kind} needs lo < hi, got [{low}, {high}]")
+    if kind == "loguniform":
+        if low <= 0:
+            raise ValueError(f"loguniform needs bounds > 0, got [{low}, {high}]")
+        return LogUniform(low, high)
+    if kind == "uniform":
+        return Uniform(low, high)
+    return IntRange(low, high)
+
+
+def _as_float(value: Any, kind: str) -> float:
+    # YAML 1.1 reads 1e-3 (no dot) as a string; accept it as the number it plainly is.
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{kind} bounds must be numbers, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(f"{kind} bounds must be finite numbers, got {value!r}")
+    return number
+
+
+def _as_int(value: Any, kind: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{kind} bounds must be integers, got {value!r}")
+    return value
+
+
+def to_tune_space(params: dict[str, Distribution]) -> dict[str, Any]:
+    """The Tune ``param_space`` of the searched params (constants are already in the config)."""
+    return {key: dist.to_tune() for key, dist in params.items()}

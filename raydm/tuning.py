@@ -1,0 +1,339 @@
+"""The Ray Tune wiring: searcher, scheduler, Tuner, resume, and what a search leaves behind.
+
+This is the one module that drives Ray Tune. Metric and mode are given once, to ``TuneConfig``;
+Tune hands them to the searcher and the scheduler.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from raydm import metrics as m
+from raydm.config import ExperimentConfig
+from raydm.data import load_domain_pair
+from raydm.search_space import to_tune_space
+from raydm.trainable import train_trial
+
+RESULTS_FILE = "results.csv"
+BEST_FILE = "best.yaml"
+Echo = Callable[[str], None]
+
+
+class PruningAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna an early-stopped trial is PRUNED.
+
+    Ray's OptunaSearch reports every trial that ends without an error as COMPLETE with its last
+    value, so TPE would treat a 2-epoch score of a trial ASHA stopped as if it were a finished
+    run. As PRUNED, TPE ranks it by the intermediate values it already received per epoch.
+    """
+
+    def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_epochs = max_epochs
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if (
+            not error
+            and result
+            and trial_id in self._ot_trials
+            and trial_id not in self._completed_trials
+            and ended_early(result, self._max_epochs)
+        ):
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+def ended_early(result: dict, max_epochs: int) -> bool:
+    planned = min(result.get(m.EPOCHS_PLANNED, max_epochs), max_epochs)
+    return result.get(m.EPOCH, 0) < planned
+
+
+def build_searcher(config: ExperimentConfig) -> OptunaSearch | None:
+    if not config.params:
+        return None  # nothing to search: num_samples repeats of the one config
+    searcher = config.search.searcher
+    if searcher.sampler == "tpe":
+        sampler = optuna.samplers.TPESampler(
+            seed=searcher.seed, n_startup_trials=searcher.n_startup_trials, multivariate=True
+        )
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=searcher.seed)
+    return PruningAwareOptunaSearch(sampler=sampler, max_epochs=config.max_epochs())
+
+
+def build_scheduler(config: ExperimentConfig):
+    scheduler = config.search.scheduler
+    if scheduler.type == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr=scheduler.time_attr,
+        max_t=config.max_epochs(),
+        grace_period=min(scheduler.grace_period, config.max_epochs()),
+        reduction_factor=scheduler.reduction_factor,
+    )
+
+
+def connect(address: str | None, echo: Echo) -> None:
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return
+    cpus = os.cpu_count() or 1
+    # A local search needs no network: keep every Ray process on loopback.
+    ray.init(
+        num_cpus=cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    echo(f"started a local Ray with {cpus} CPUs")
+
+
+def fit_to_cluster(config: ExperimentConfig, echo: Echo) -> ExperimentConfig:
+    """Run on CPU, saying so once, when GPUs were asked for and the cluster has none."""
+    if config.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+        echo(f"resources.gpu is {config.resources.gpu} but the cluster has no GPU: running on CPU")
+        resources = config.resources.model_copy(update={"gpu": 0.0})
+        return config.model_copy(update={"resources": resources})
+    return config
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    trial_id: str
+    status: str  # completed | stopped (early, by the scheduler) | error
+    params: dict[str, Any]
+    epochs: int
+    final: dict[str, float]
+    best_value: float
+    best_epoch: int
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    experiment_dir: Path
+    trials: list[TrialSummary]  # ranked, best first
+    best_config: ExperimentConfig | None
+
+
+def default_name(config: ExperimentConfig) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{config.method}-{config.data.source}-to-{config.data.target}-{stamp}"
+
+
+def run_search(
+    config: ExperimentConfig,
+    *,
+    name: str | None = None,
+    storage_path: str = "results",
+    address: str | None = None,
+    resume: bool = False,
+    echo: Echo = print,
+) -> SearchOutcome:
+    name = name or default_name(config)
+    if "://" not in storage_path:
+        storage_path = str(Path(storage_path).expanduser().resolve())
+    experiment_path = f"{storage_path.rstrip('/')}/{name}"
+    connect(address, echo)
+    config = fit_to_cluster(config, echo)
+    echo("preparing data ...")
+    data = load_domain_pair(config.data)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, base=config, data=data),
+        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+    )
+    progress = SearchProgress(config, echo)
+    if resume and tune.Tuner.can_restore(experiment_path):
+        echo(f"resuming {experiment_path}")
+        tuner = tune.Tuner.restore(experiment_path, trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=to_tune_space(config.params),
+            tune_config=tune.TuneConfig(
+                metric=config.search.metric,
+                mode=config.search.mode,
+                search_alg=build_searcher(config),
+                scheduler=build_scheduler(config),
+                num_samples=config.search.num_samples,
+                max_concurrent_trials=config.search.max_concurrent,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
+                callbacks=[progress],
+                verbose=0,
+            ),
+        )
+    echo(f"searching: {config.search.num_samples} trials, selecting on {config.search.metric}")
+    grid = tuner.fit()
+    trials = summarize(grid, config)
+    experiment_dir = Path(experiment_path) if "://" not in experiment_path else Path(name)
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    write_results(trials, config, experiment_dir / RESULTS_FILE)
+    best_config = None
+    if trials and not math.isnan(trials[0].best_value):
+        best_config = config.fixed(trials[0].params)
+        (experiment_dir / BEST_FILE).write_text(best_yaml(best_config, trials[0], config))
+    return SearchOutcome(experiment_dir, trials, best_config)
+
+
+def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
+    metric, mode = config.search.metric, config.search.mode
+    sign = 1 if mode == "max" else -1
+    trials = []
+    for result in grid:
+        last = result.metrics or {}
+        history = result.metrics_dataframe
+        best_value, best_epoch = math.nan, 0
+        if history is not None and metric in history and history[metric].notna().any():
+            row = history.loc[(sign * history[metric]).idxmax()]
+            best_value, best_epoch = float(row[metric]), int(row[m.EPOCH])
+        if result.error is not None:
+            status = "error"
+        elif ended_early(last, config.max_epochs()):
+            status = "stopped"
+        else:
+            status = "completed"
+        trials.append(
+            TrialSummary(
+                trial_id=str(last.get("trial_id", Path(result.path).name)),
+                status=status,
+                params={key: result.config.get(key) for key in config.params},
+                epochs=int(last.get(m.EPOCH, 0)),
+                final={key: last[key] for key in m.SELECTABLE if key in last},
+                best_value=best_value,
+                best_epoch=best_epoch,
+            )
+        )
+    return sorted(
+        trials, key=lambda t: -math.inf if math.isnan(t.best_value) else sign * t.best_value,
+        reverse=True,
+    )
+
+
+def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Path) -> None:
+    metric = config.search.metric
+    columns = ["trial_id", "status", "epochs", *config.params]
+    columns += [f"final:{name}" for name in m.SELECTABLE]
+    columns += [f"best:{metric}", "best_epoch"]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for trial in trials:
+            writer.writerow(
+                {
+                    "trial_id": trial.trial_id,
+                    "status": trial.status,
+                    "epochs": trial.epochs,
+                    **trial.params,
+                    **{f"final:{name}": trial.final.get(name, "") for name in m.SELECTABLE},
+                    f"best:{metric}": trial.best_value,
+                    "best_epoch": trial.best_epoch,
+                }
+            )
+
+
+def best_yaml(best: ExperimentConfig, trial: TrialSummary, searched: ExperimentConfig) -> str:
+    header = (
+        f"# Selected by raydm: trial {trial.trial_id}, {searched.search.metric} = "
+        f"{trial.best_value:.4f} at epoch {trial.best_epoch} of {trial.epochs} run "
+        f"({trial.status}).\n# Re-run it with: raydm train --config best.yaml\n"
+    )
+    return header + best.to_yaml()
+
+
+def leaderboard(outcome: SearchOutcome, config: ExperimentConfig, top: int = 10) -> str:
+    """The top trials as a fixed-width table."""
+    metric = config.search.metric
+    headers = ["trial", "status", "epochs", *config.params, f"best {metric}", "@epoch"]
+    headers += [f"final {name}" for name in m.SELECTABLE if name != metric]
+    rows = []
+    for trial in outcome.trials[:top]:
+        rows.append(
+            [
+                trial.trial_id,
+                trial.status,
+                str(trial.epochs),
+                *(_short(trial.params.get(key)) for key in config.params),
+                _short(trial.best_value),
+                str(trial.best_epoch),
+                *(_short(trial.final.get(name)) for name in m.SELECTABLE if name != metric),
+            ]
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+class SearchProgress(tune.Callback):
+    """One line per finished trial and per new best, readable in a terminal or a CI log."""
+
+    def __init__(self, config: ExperimentConfig, echo: Echo) -> None:
+        self.metric, self.mode = config.search.metric, config.search.mode
+        self.total = config.search.num_samples
+        self.max_epochs = config.max_epochs()
+        self.echo = echo
+        self.started = time.monotonic()
+        self.best: tuple[float, str] | None = None
+        self.counts = {"completed": 0, "stopped": 0, "error": 0}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        value = result.get(self.metric)
+        if value is None:
+            return
+        better = self.best is None or (
+            value > self.best[0] if self.mode == "max" else value < self.best[0]
+        )
+        if better:
+            self.best = (value, trial.trial_id)
+            self._line(trials, f"new best {self.metric}={value:.4f} ({trial.trial_id}, "
+                       f"epoch {result.get(m.EPOCH)})")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = trial.last_result or {}
+        status = "stopped" if ended_early(last, self.max_epochs) else "completed"
+        self.counts[status] += 1
+        self._line(trials, f"{trial.trial_id} {status} after {last.get(m.EPOCH, 0)} epochs")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.counts["error"] += 1
+        self._line(trials, f"{trial.trial_id} failed: see {trial.path}")
+
+    def _line(self, trials, event: str) -> None:
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        done = sum(self.counts.values())
+        best = f"best {self.best[0]:.4f}" if self.best else "no result yet"
+        elapsed = time.monotonic() - self.started
+        self.echo(
+            f"[{elapsed:6.0f}s] {done}/{self.total} done ({self.counts['stopped']} stopped early, "
+            f"{self.counts['error']} failed), {running} running, {best} | {event}"
+        )
