@@ -92,6 +92,9 @@ def build_scheduler(config: ExperimentConfig):
 
 
 def connect(address: str | None, echo: Echo) -> None:
+    # With num_to_keep set, Tune snapshots after every checkpoint and warns each time it does;
+    # one checkpoint per epoch is what resuming needs, so the warning is only noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
     if address:

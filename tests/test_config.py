@@ -1,0 +1,140 @@
+import pytest
+import ray
+from click.testing import CliRunner
+
+from raydm.cli import main
+from raydm.config import ConfigError, load_config
+from raydm.search_space import Choice, IntRange, LogUniform
+from tests.conftest import SPACES
+
+VALID = """
+method: dann
+data: {source: moons, target: moons_rotated}
+model: {backbone: mlp, classifier_hidden: []}
+train: {epochs: 3}
+params:
+  train.lr: {loguniform: [1.0e-3, 1.0e-1]}
+"""
+
+
+@pytest.mark.parametrize("name", ["dann.yaml", "source_only.yaml", "moons.yaml"])
+def test_shipped_spaces_validate(name):
+    config = load_config(SPACES / name)
+    assert config.params, "every shipped space searches something"
+    assert not config.search.metric.startswith("oracle/")
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ("train: {epochs: 3, lr_typo: 1}", "train.lr_typo: unknown key"),
+        ("train: {epochs: three}", "train.epochs: Input should be a valid integer"),
+        ("method: mcd", "method: unknown method 'mcd'; choose one of: dann, source_only"),
+        ("data: {source: mnist_typo, target: moons_rotated}", "data.source: unknown domain"),
+        ("model: {backbone: vgg}", "model.backbone: unknown backbone 'vgg'"),
+        ("resources: {gpu: 0.3}", "resources.gpu: gpu must be 0, a whole number or 1/k"),
+        ("resources: {gpu: 1.5}", "resources.gpu: gpu must be 0, a whole number or 1/k"),
+        ("params: {train.lr: {loguniform: [0.1, 0.01]}}", "params.train.lr: loguniform needs lo < hi"),
+        ("params: {train.lr: {loguniform: [0, 0.1]}}", "params.train.lr: loguniform needs bounds > 0"),
+        ("params: {train.lr: {loguniform: [-1, 0.1]}}", "params.train.lr: loguniform needs bounds > 0"),
+        ("params: {train.lr: {uniform: [0.1]}}", "params.train.lr: uniform takes a list [lo, hi]"),
+        ("params: {train.lr: {normal: [0, 1]}}", "params.train.lr: a searched param is one mapping"),
+        ("params: {train.lrr: {uniform: [0.1, 0.2]}}", "params.train.lrr: train has no field 'lrr'"),
+        ("params: {method_args.nope: {uniform: [0.1, 0.2]}}", "method_args has no field 'nope'"),
+        ("params: {train.lr: {uniform: [-1, 0.2]}}", "params.train.lr: value -1.0 is invalid"),
+        ("params: {train.epochs: {int: [0, 4]}}", "params.train.epochs: value 0 is invalid"),
+        ("search: {metric: oracle/target_acc}", "search: oracle/target_acc uses target labels"),
+        ("search: {metric: accuracy}", "search.metric: unknown metric 'accuracy'"),
+        ("model: {backbone: lenet}", "model.backbone lenet takes images but data.source moons"),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_and_key(write_space, edit, expected):
+    base = VALID.replace("params:\n  train.lr: {loguniform: [1.0e-3, 1.0e-1]}\n", "")
+    section = edit.split(":")[0]
+    text = "\n".join(line for line in base.splitlines() if not line.startswith(f"{section}:"))
+    path = write_space(text + "\n" + edit + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_cli_rejects_bad_file_with_exit_2_and_starts_nothing(write_space, tmp_path):
+    path = write_space(VALID.replace("epochs: 3", "epochs: 3, lr: -1"))
+    storage = tmp_path / "results"
+    result = CliRunner().invoke(
+        main, ["tune", "--space", str(path), "--storage-path", str(storage)]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "train.lr: Input should be greater than 0 (got -1)" in result.output
+    assert "Traceback" not in result.output
+    assert not storage.exists()
+    assert not ray.is_initialized()
+
+
+def test_cli_reports_invalid_yaml_and_missing_file(write_space):
+    bad = write_space("train: {epochs: [1\n")
+    result = CliRunner().invoke(main, ["tune", "--space", str(bad)])
+    assert result.exit_code == 2 and "invalid YAML" in result.output
+    result = CliRunner().invoke(main, ["tune", "--space", "no/such.yaml"])
+    assert result.exit_code == 2 and "no/such.yaml: no such file" in result.output
+
+
+def test_set_values_are_typed_by_the_schema(write_space):
+    config = load_config(
+        write_space(VALID),
+        [
+            "train.epochs=5",
+            "train.lr=1e-3",
+            "train.nesterov=true",
+            "model.classifier_hidden=[8, 4]",
+            "method_args.lambda_max=0.5",
+            "params.method_args.gamma={uniform: [1, 20]}",
+            "params.train.batch_size={choice: [16, 32]}",
+            "params.method_args.discriminator_layers={int: [1, 3]}",
+        ],
+    )
+    assert config.train.epochs == 5 and isinstance(config.train.epochs, int)
+    assert config.train.lr == pytest.approx(1e-3) and isinstance(config.train.lr, float)
+    assert config.train.nesterov is True
+    assert config.model.classifier_hidden == [8, 4]
+    assert config.method_args.lambda_max == 0.5
+    assert config.params["train.lr"] == LogUniform(1e-3, 1e-1)
+    assert config.params["train.batch_size"] == Choice((16, 32))
+    assert config.params["method_args.discriminator_layers"] == IntRange(1, 3)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.epochs=abc", "train.epochs: Input should be a valid integer"),
+        ("train.nope=1", "train.nope: unknown key (from --set train.nope=1)"),
+        ("train.epochs", "expected key.path=value"),
+        ("method=dan", "method: unknown method 'dan'"),
+    ],
+)
+def test_bad_set_is_a_one_line_error(write_space, override, expected):
+    result = CliRunner().invoke(main, ["tune", "--space", str(write_space(VALID)), "--set", override])
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+def test_constant_param_sets_the_field(write_space):
+    config = load_config(write_space(VALID + "  train.momentum: 0.5\n"))
+    assert config.train.momentum == 0.5
+    assert "train.momentum" not in config.params
+
+
+def test_fixed_config_round_trips_through_yaml(write_space, tmp_path):
+    config = load_config(write_space(VALID))
+    fixed = config.fixed({"train.lr": 0.02})
+    assert fixed.params == {} and fixed.train.lr == 0.02
+    path = tmp_path / "fixed.yaml"
+    path.write_text(fixed.to_yaml())
+    assert load_config(path) == fixed
+    with pytest.raises(ValueError, match="no value for searched params: train.lr"):
+        config.fixed({})

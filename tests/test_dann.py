@@ -1,0 +1,101 @@
+import math
+
+import pytest
+import torch
+
+from raydm.config import load_config
+from raydm.data import load_domain_pair
+from raydm.engine import build_method, learning_rate, prepare
+from raydm.methods.dann import adaptation_weight, reverse_gradient
+from tests.conftest import SPACES
+
+
+def test_gradient_reversal_is_identity_forward_and_negates_scaled_gradient():
+    inputs = torch.randn(5, 3, requires_grad=True)
+    outputs = reverse_gradient(inputs, 0.7)
+    assert torch.equal(outputs, inputs)
+    upstream = torch.randn(5, 3)
+    outputs.backward(upstream)
+    assert torch.allclose(inputs.grad, -0.7 * upstream)
+
+
+@pytest.mark.parametrize(
+    ("progress", "expected"),
+    [(0.0, 0.0), (0.5, 2 / (1 + math.exp(-5)) - 1), (1.0, 2 / (1 + math.exp(-10)) - 1)],
+)
+def test_adaptation_weight_follows_the_paper_ramp(progress, expected):
+    assert adaptation_weight(progress, 1.0, 10.0) == pytest.approx(expected, rel=1e-12)
+    # The ceiling scales the whole ramp.
+    assert adaptation_weight(progress, 0.3, 10.0) == pytest.approx(0.3 * expected, rel=1e-12)
+
+
+def test_adaptation_weight_values_by_hand():
+    assert adaptation_weight(0.5, 1.0, 10.0) == pytest.approx(0.986614, abs=1e-6)
+    assert adaptation_weight(1.0, 1.0, 10.0) == pytest.approx(0.999909, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("progress", "expected"), [(0.0, 0.01), (0.5, 0.01 / 6**0.75), (1.0, 0.01 / 11**0.75)]
+)
+def test_inverse_learning_rate_schedule(progress, expected):
+    assert learning_rate(progress, 0.01, "inverse", 10.0, 0.75) == pytest.approx(expected)
+    assert learning_rate(progress, 0.01, "constant", 10.0, 0.75) == 0.01
+
+
+def test_learning_rate_by_hand():
+    assert learning_rate(0.5, 0.01, "inverse", 10.0, 0.75) == pytest.approx(0.0026084, abs=1e-7)
+    assert learning_rate(1.0, 0.01, "inverse", 10.0, 0.75) == pytest.approx(0.0016556, abs=1e-7)
+
+
+def _moons_dann(data_root, *overrides):
+    config = load_config(
+        SPACES / "moons.yaml", [f"data.root={data_root}", "params={}", *overrides]
+    )
+    data = load_domain_pair(config.data)
+    torch.manual_seed(0)
+    return config, data, build_method(config, data)
+
+
+def test_domain_loss_reaches_the_features_reversed_and_scaled(data_root):
+    """The backbone's gradient from the domain loss is -lambda times the plain gradient."""
+    _, data, method = _moons_dann(data_root)
+    source = prepare(data.source_train.inputs[:16], torch.device("cpu"))
+    target = prepare(data.target_train.inputs[:16], torch.device("cpu"))
+    is_source = torch.cat([torch.ones(16), torch.zeros(16)])
+
+    def backbone_grad(coefficient: float | None) -> torch.Tensor:
+        method.zero_grad()
+        features = method.backbone(torch.cat([source, target]))
+        if coefficient is not None:
+            features = reverse_gradient(features, coefficient)
+        logits = method.discriminator(features).squeeze(1)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, is_source).backward()
+        return method.backbone[1].weight.grad.clone(), method.discriminator[0].weight.grad.clone()
+
+    plain_backbone, plain_disc = backbone_grad(None)
+    reversed_backbone, reversed_disc = backbone_grad(0.4)
+    assert plain_backbone.abs().sum() > 0
+    assert torch.allclose(reversed_backbone, -0.4 * plain_backbone, atol=1e-7)
+    # The domain classifier itself learns at full strength (JMLR: lambda only scales G's part).
+    assert torch.allclose(reversed_disc, plain_disc)
+
+
+def test_dann_update_reports_the_scheduled_lambda(data_root):
+    _, data, method = _moons_dann(data_root, "method_args.lambda_max=0.5")
+    source = prepare(data.source_train.inputs[:8], torch.device("cpu"))
+    target = prepare(data.target_train.inputs[:8], torch.device("cpu"))
+    stats = method.update(source, data.source_train.labels[:8], target, progress=0.5)
+    assert stats["train/lambda"] == pytest.approx(0.5 * adaptation_weight(0.5, 1.0, 10.0))
+    assert stats["train/loss"] == pytest.approx(stats["train/loss_cls"] + stats["train/loss_domain"])
+
+
+def test_source_only_never_looks_at_the_target(data_root):
+    _, data, method = _moons_dann(data_root, "method=source_only", "method_args={}")
+    source = prepare(data.source_train.inputs[:8], torch.device("cpu"))
+    labels = data.source_train.labels[:8]
+    torch.manual_seed(1)
+    before = [p.clone() for p in method.parameters()]
+    method.update(source, labels, torch.full((8, 2), float("nan")), progress=0.0)
+    after = list(method.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
