@@ -25,7 +25,7 @@ SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 PAIRS = {
     "moons -> moons_rotated": (
         "moons.yaml",
-        ["train.lr=0.05", "method_args.lambda_max=1.0"],
+        ["train.lr=0.05", "method_args.lambda_max=1.0", "train.epochs=20"],
     ),
     "digits_printed -> digits_handwritten": (
         "dann.yaml",

@@ -111,7 +111,8 @@ def fit(
     """Train ``config`` on ``data``; return the last epoch's metrics.
 
     ``on_epoch(epoch, metrics, state)`` runs after every epoch; ``state`` is what
-    ``resume_from`` needs to continue exactly where that epoch ended.
+    ``resume_from`` needs to continue exactly where that epoch ended. It holds the live
+    tensors, not copies: save or copy it before returning.
     """
     if config.params:
         raise ValueError(f"fit needs a fixed config; still searched: {', '.join(config.params)}")

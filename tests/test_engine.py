@@ -1,0 +1,57 @@
+import copy
+
+import pytest
+import torch
+
+from raydm import engine
+from raydm import metrics as m
+from raydm.config import load_config
+from raydm.data import load_domain_pair
+from tests.conftest import SPACES
+
+
+@pytest.fixture
+def moons(data_root):
+    config = load_config(
+        SPACES / "moons.yaml",
+        [f"data.root={data_root}", "params={}", "train.epochs=3", "train.iters_per_epoch=15"],
+    )
+    return config, load_domain_pair(config.data)
+
+
+def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_run(moons):
+    config, data = moons
+    torch.set_num_threads(1)
+    states, history = {}, []
+
+    def keep(epoch, metrics, state):
+        states[epoch] = copy.deepcopy(state)  # the state is live: fit goes on training it
+        history.append(dict(metrics))
+
+    uninterrupted = engine.fit(config, data, on_epoch=keep)
+    resumed = engine.fit(config, data, resume_from=states[1])
+    assert resumed == uninterrupted
+    assert [h[m.EPOCH] for h in history] == [1, 2, 3]
+    assert all(h[m.EPOCHS_PLANNED] == 3 for h in history)
+
+
+def test_every_epoch_reports_losses_lr_and_both_accuracies(moons):
+    config, data = moons
+    reported = []
+    engine.fit(config, data, on_epoch=lambda epoch, metrics, state: reported.append(metrics))
+    for name in (
+        "train/loss_cls", "train/loss_domain", "train/lambda", m.TRAIN_LR,
+        m.SOURCE_VAL_ACC, m.SOURCE_VAL_LOSS, m.TARGET_ACC,
+    ):
+        assert name in reported[-1], name
+    lambdas = [r["train/lambda"] for r in reported]
+    assert lambdas == sorted(lambdas) and 0 < lambdas[0] < lambdas[-1] <= 1
+    lrs = [r[m.TRAIN_LR] for r in reported]
+    assert lrs == sorted(lrs, reverse=True)
+    assert lrs[0] < config.train.lr
+
+
+def test_fit_refuses_a_config_that_still_searches(data_root):
+    config = load_config(SPACES / "moons.yaml", [f"data.root={data_root}"])
+    with pytest.raises(ValueError, match="still searched"):
+        engine.fit(config, load_domain_pair(config.data))

@@ -1,0 +1,102 @@
+import csv
+
+import optuna
+import pytest
+import ray
+from click.testing import CliRunner
+
+from raydm import metrics as m
+from raydm.cli import main
+from raydm.config import load_config
+from raydm.search_space import to_tune_space
+from raydm.tuning import PruningAwareOptunaSearch
+from tests.conftest import SPACES
+
+
+def _searcher(max_epochs: int) -> PruningAwareOptunaSearch:
+    config = load_config(SPACES / "moons.yaml")
+    searcher = PruningAwareOptunaSearch(
+        sampler=optuna.samplers.RandomSampler(seed=0), max_epochs=max_epochs
+    )
+    searcher.set_search_properties(m.SOURCE_VAL_ACC, "max", to_tune_space(config.params))
+    return searcher
+
+
+def _result(epoch: int, value: float) -> dict:
+    return {m.SOURCE_VAL_ACC: value, m.EPOCH: epoch, m.EPOCHS_PLANNED: 4, "training_iteration": epoch}
+
+
+def test_early_stopped_trial_is_told_to_optuna_as_pruned():
+    searcher = _searcher(max_epochs=4)
+    for trial_id in ("stopped", "finished"):
+        sampled = searcher.suggest(trial_id)
+        assert set(sampled) == {"train.lr", "method_args.lambda_max"}
+    for epoch in (1, 2):
+        searcher.on_trial_result("stopped", _result(epoch, 0.1 * epoch))
+    searcher.on_trial_complete("stopped", _result(2, 0.2))
+    for epoch in range(1, 5):
+        searcher.on_trial_result("finished", _result(epoch, 0.2 * epoch))
+    searcher.on_trial_complete("finished", _result(4, 0.8))
+    states = {t.number: t for t in searcher._ot_study.trials}
+    assert states[0].state == optuna.trial.TrialState.PRUNED
+    assert states[0].intermediate_values == {1: 0.1, 2: 0.2}
+    assert states[1].state == optuna.trial.TrialState.COMPLETE
+    assert states[1].value == pytest.approx(0.8)
+
+
+def test_failed_trial_is_told_as_failed():
+    searcher = _searcher(max_epochs=4)
+    searcher.suggest("crashed")
+    searcher.on_trial_complete("crashed", None, error=True)
+    assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.FAIL
+
+
+@pytest.fixture
+def ray_session():
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.ray
+def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_session):
+    storage = tmp_path / "results"
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    args = [
+        "tune", "--space", str(SPACES / "moons.yaml"), "--name", "tiny",
+        "--storage-path", str(storage),
+        "--set", f"data.root={tmp_path / 'data'}",
+        "--set", "search.num_samples=6",
+        "--set", "train.epochs=4",
+        "--set", "train.iters_per_epoch=10",
+        "--set", "search.scheduler.grace_period=1",
+        "--set", "search.scheduler.reduction_factor=3",
+        "--set", "search.searcher.n_startup_trials=2",
+        # a wide lr range so that some trials are clearly worse than others
+        "--set", "params.train.lr={loguniform: [1.0e-5, 0.3]}",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    experiment = storage / "tiny"
+    assert "best config:" in result.output and str(experiment) in result.output
+
+    with (experiment / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6
+    assert {"train.lr", "method_args.lambda_max", "best:val/source_acc", "best_epoch",
+            "final:oracle/target_acc", "epochs", "status"} <= set(rows[0])
+    statuses = [row["status"] for row in rows]
+    assert "stopped" in statuses, statuses
+    assert all(int(row["epochs"]) < 4 for row in rows if row["status"] == "stopped")
+    assert all(int(row["epochs"]) == 4 for row in rows if row["status"] == "completed")
+    best_values = [float(row["best:val/source_acc"]) for row in rows]
+    assert best_values == sorted(best_values, reverse=True)
+
+    best = load_config(experiment / "best.yaml")
+    assert best.params == {}
+    assert best.train.lr == pytest.approx(float(rows[0]["train.lr"]))
+
+    ray.shutdown()
+    rerun = CliRunner().invoke(main, ["train", "--config", str(experiment / "best.yaml")])
+    assert rerun.exit_code == 0, rerun.output
+    assert "epoch 4/4" in rerun.output
+    assert "oracle/target_acc" in rerun.output
