@@ -48,12 +48,21 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--space", "space", required=True, type=click.Path(dir_okay=False),
-              help="Search-space YAML file (see search_spaces/).")
+@click.option(
+    "--space",
+    "space",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Search-space YAML file (see search_spaces/).",
+)
 @set_option
 @click.option("--name", help="Experiment name (default: method-source-to-target-time).")
-@click.option("--storage-path", default="results", show_default=True,
-              help="Where experiments are written: a directory, or s3://bucket/prefix.")
+@click.option(
+    "--storage-path",
+    default="results",
+    show_default=True,
+    help="Where experiments are written: a directory, or s3://bucket/prefix.",
+)
 @click.option("--address", help="Join this Ray cluster (e.g. auto) instead of starting one.")
 @click.option("--resume", is_flag=True, help="Continue the experiment --name where it stopped.")
 def tune(space, overrides, name, storage_path, address, resume) -> None:
@@ -71,7 +80,11 @@ def tune(space, overrides, name, storage_path, address, resume) -> None:
     from raydm.tuning import leaderboard, run_search
 
     outcome = run_search(
-        config, name=name, storage_path=storage_path, address=address, resume=resume,
+        config,
+        name=name,
+        storage_path=storage_path,
+        address=address,
+        resume=resume,
         echo=click.echo,
     )
     click.echo("")
@@ -85,8 +98,13 @@ def tune(space, overrides, name, storage_path, address, resume) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="A fixed configuration, e.g. an experiment's best.yaml.")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A fixed configuration, e.g. an experiment's best.yaml.",
+)
 @set_option
 def train(config_path, overrides) -> None:
     """Train one configuration without a search and print its metrics each epoch.
@@ -108,7 +126,11 @@ def train(config_path, overrides) -> None:
     data = load_domain_pair(config.data)
 
     def show(epoch: int, metrics: dict[str, float], state) -> None:
-        shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("val/", "oracle/", "train/loss")))
+        shown = "  ".join(
+            f"{k}={v:.4f}"
+            for k, v in metrics.items()
+            if k.startswith(("val/", "oracle/", "train/loss"))
+        )
         click.echo(f"epoch {epoch}/{config.train.epochs}  {shown}")
 
     final = engine.fit(config, data, on_epoch=show)

@@ -133,8 +133,12 @@ class SchedulerConfig(Section):
     type: Literal["asha", "fifo"] = Field(
         "asha", description="asha: stop weak trials early; fifo: run every trial to the end."
     )
-    grace_period: int = Field(1, ge=1, description="Epochs every trial runs before ASHA may stop it.")
-    reduction_factor: float = Field(3.0, gt=1, description="ASHA keeps 1/reduction_factor per rung.")
+    grace_period: int = Field(
+        1, ge=1, description="Epochs every trial runs before ASHA may stop it."
+    )
+    reduction_factor: float = Field(
+        3.0, gt=1, description="ASHA keeps 1/reduction_factor per rung."
+    )
     max_t: int | None = Field(None, ge=1, description="Last rung; default: train.epochs.")
     time_attr: Literal["training_iteration", "epoch"] = Field(
         "training_iteration", description="What ASHA counts (one per reported epoch)."
@@ -379,9 +383,7 @@ def _validate(
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(
-            _format_errors(err, source, overridden, probing, probe_value)
-        ) from None
+        raise ConfigError(_format_errors(err, source, overridden, probing, probe_value)) from None
 
 
 def _format_errors(

@@ -231,7 +231,8 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
             )
         )
     return sorted(
-        trials, key=lambda t: -math.inf if math.isnan(t.best_value) else sign * t.best_value,
+        trials,
+        key=lambda t: -math.inf if math.isnan(t.best_value) else sign * t.best_value,
         reverse=True,
     )
 
@@ -285,7 +286,9 @@ def leaderboard(outcome: SearchOutcome, config: ExperimentConfig, top: int = 10)
                 *(_short(trial.final.get(name)) for name in m.SELECTABLE if name != metric),
             ]
         )
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
@@ -318,8 +321,11 @@ class SearchProgress(tune.Callback):
         )
         if better:
             self.best = (value, trial.trial_id)
-            self._line(trials, f"new best {self.metric}={value:.4f} ({trial.trial_id}, "
-                       f"epoch {result.get(m.EPOCH)})")
+            self._line(
+                trials,
+                f"new best {self.metric}={value:.4f} ({trial.trial_id}, "
+                f"epoch {result.get(m.EPOCH)})",
+            )
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}

@@ -34,12 +34,27 @@ def test_shipped_spaces_validate(name):
         ("model: {backbone: vgg}", "model.backbone: unknown backbone 'vgg'"),
         ("resources: {gpu: 0.3}", "resources.gpu: gpu must be 0, a whole number or 1/k"),
         ("resources: {gpu: 1.5}", "resources.gpu: gpu must be 0, a whole number or 1/k"),
-        ("params: {train.lr: {loguniform: [0.1, 0.01]}}", "params.train.lr: loguniform needs lo < hi"),
-        ("params: {train.lr: {loguniform: [0, 0.1]}}", "params.train.lr: loguniform needs bounds > 0"),
-        ("params: {train.lr: {loguniform: [-1, 0.1]}}", "params.train.lr: loguniform needs bounds > 0"),
+        (
+            "params: {train.lr: {loguniform: [0.1, 0.01]}}",
+            "params.train.lr: loguniform needs lo < hi",
+        ),
+        (
+            "params: {train.lr: {loguniform: [0, 0.1]}}",
+            "params.train.lr: loguniform needs bounds > 0",
+        ),
+        (
+            "params: {train.lr: {loguniform: [-1, 0.1]}}",
+            "params.train.lr: loguniform needs bounds > 0",
+        ),
         ("params: {train.lr: {uniform: [0.1]}}", "params.train.lr: uniform takes a list [lo, hi]"),
-        ("params: {train.lr: {normal: [0, 1]}}", "params.train.lr: a searched param is one mapping"),
-        ("params: {train.lrr: {uniform: [0.1, 0.2]}}", "params.train.lrr: train has no field 'lrr'"),
+        (
+            "params: {train.lr: {normal: [0, 1]}}",
+            "params.train.lr: a searched param is one mapping",
+        ),
+        (
+            "params: {train.lrr: {uniform: [0.1, 0.2]}}",
+            "params.train.lrr: train has no field 'lrr'",
+        ),
         ("params: {method_args.nope: {uniform: [0.1, 0.2]}}", "method_args has no field 'nope'"),
         ("params: {train.lr: {uniform: [-1, 0.2]}}", "params.train.lr: value -1.0 is invalid"),
         ("params: {train.epochs: {int: [0, 4]}}", "params.train.epochs: value 0 is invalid"),
@@ -117,7 +132,9 @@ def test_set_values_are_typed_by_the_schema(write_space):
     ],
 )
 def test_bad_set_is_a_one_line_error(write_space, override, expected):
-    result = CliRunner().invoke(main, ["tune", "--space", str(write_space(VALID)), "--set", override])
+    result = CliRunner().invoke(
+        main, ["tune", "--space", str(write_space(VALID)), "--set", override]
+    )
     assert result.exit_code == 2
     assert expected in result.output
     assert result.output.strip().count("\n") == 0

@@ -48,9 +48,7 @@ def test_learning_rate_by_hand():
 
 
 def _moons_dann(data_root, *overrides):
-    config = load_config(
-        SPACES / "moons.yaml", [f"data.root={data_root}", "params={}", *overrides]
-    )
+    config = load_config(SPACES / "moons.yaml", [f"data.root={data_root}", "params={}", *overrides])
     data = load_domain_pair(config.data)
     torch.manual_seed(0)
     return config, data, build_method(config, data)
@@ -86,7 +84,9 @@ def test_dann_update_reports_the_scheduled_lambda(data_root):
     target = prepare(data.target_train.inputs[:8], torch.device("cpu"))
     stats = method.update(source, data.source_train.labels[:8], target, progress=0.5)
     assert stats["train/lambda"] == pytest.approx(0.5 * adaptation_weight(0.5, 1.0, 10.0))
-    assert stats["train/loss"] == pytest.approx(stats["train/loss_cls"] + stats["train/loss_domain"])
+    assert stats["train/loss"] == pytest.approx(
+        stats["train/loss_cls"] + stats["train/loss_domain"]
+    )
 
 
 def test_source_only_never_looks_at_the_target(data_root):

@@ -40,8 +40,13 @@ def test_every_epoch_reports_losses_lr_and_both_accuracies(moons):
     reported = []
     engine.fit(config, data, on_epoch=lambda epoch, metrics, state: reported.append(metrics))
     for name in (
-        "train/loss_cls", "train/loss_domain", "train/lambda", m.TRAIN_LR,
-        m.SOURCE_VAL_ACC, m.SOURCE_VAL_LOSS, m.TARGET_ACC,
+        "train/loss_cls",
+        "train/loss_domain",
+        "train/lambda",
+        m.TRAIN_LR,
+        m.SOURCE_VAL_ACC,
+        m.SOURCE_VAL_LOSS,
+        m.TARGET_ACC,
     ):
         assert name in reported[-1], name
     lambdas = [r["train/lambda"] for r in reported]

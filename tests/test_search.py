@@ -23,7 +23,12 @@ def _searcher(max_epochs: int) -> PruningAwareOptunaSearch:
 
 
 def _result(epoch: int, value: float) -> dict:
-    return {m.SOURCE_VAL_ACC: value, m.EPOCH: epoch, m.EPOCHS_PLANNED: 4, "training_iteration": epoch}
+    return {
+        m.SOURCE_VAL_ACC: value,
+        m.EPOCH: epoch,
+        m.EPOCHS_PLANNED: 4,
+        "training_iteration": epoch,
+    }
 
 
 def test_early_stopped_trial_is_told_to_optuna_as_pruned():
@@ -62,17 +67,30 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     storage = tmp_path / "results"
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
     args = [
-        "tune", "--space", str(SPACES / "moons.yaml"), "--name", "tiny",
-        "--storage-path", str(storage),
-        "--set", f"data.root={tmp_path / 'data'}",
-        "--set", "search.num_samples=6",
-        "--set", "train.epochs=4",
-        "--set", "train.iters_per_epoch=10",
-        "--set", "search.scheduler.grace_period=1",
-        "--set", "search.scheduler.reduction_factor=3",
-        "--set", "search.searcher.n_startup_trials=2",
+        "tune",
+        "--space",
+        str(SPACES / "moons.yaml"),
+        "--name",
+        "tiny",
+        "--storage-path",
+        str(storage),
+        "--set",
+        f"data.root={tmp_path / 'data'}",
+        "--set",
+        "search.num_samples=6",
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "train.iters_per_epoch=10",
+        "--set",
+        "search.scheduler.grace_period=1",
+        "--set",
+        "search.scheduler.reduction_factor=3",
+        "--set",
+        "search.searcher.n_startup_trials=2",
         # a wide lr range so that some trials are clearly worse than others
-        "--set", "params.train.lr={loguniform: [1.0e-5, 0.3]}",
+        "--set",
+        "params.train.lr={loguniform: [1.0e-5, 0.3]}",
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -82,8 +100,15 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     with (experiment / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 6
-    assert {"train.lr", "method_args.lambda_max", "best:val/source_acc", "best_epoch",
-            "final:oracle/target_acc", "epochs", "status"} <= set(rows[0])
+    assert {
+        "train.lr",
+        "method_args.lambda_max",
+        "best:val/source_acc",
+        "best_epoch",
+        "final:oracle/target_acc",
+        "epochs",
+        "status",
+    } <= set(rows[0])
     statuses = [row["status"] for row in rows]
     assert "stopped" in statuses, statuses
     assert all(int(row["epochs"]) < 4 for row in rows if row["status"] == "stopped")

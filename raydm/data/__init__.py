@@ -99,8 +99,9 @@ def load_domain_pair(config: DataConfig) -> DomainPair:
         train_index_t, test_index_t = stratified_split(
             target.train.labels, config.target_test_fraction, seed_for(config.seed, "target-test")
         )
-        target_train, target_test = target.train.subset(train_index_t), target.train.subset(
-            test_index_t
+        target_train, target_test = (
+            target.train.subset(train_index_t),
+            target.train.subset(test_index_t),
         )
     return DomainPair(
         source_train=source.train.subset(train_index),
@@ -109,4 +110,3 @@ def load_domain_pair(config: DataConfig) -> DomainPair:
         target_test=target_test,
         class_names=source.class_names,
     )
-

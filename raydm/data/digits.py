@@ -70,7 +70,10 @@ def render_printed_digits(per_class: int, seed: int) -> tuple[torch.Tensor, torc
     fonts = digit_fonts()
     labels = np.repeat(np.arange(10), per_class)
     masks = torch.stack(
-        [torch.from_numpy(_glyph_mask(str(d), fonts[rng.integers(len(fonts))], rng)) for d in labels]
+        [
+            torch.from_numpy(_glyph_mask(str(d), fonts[rng.integers(len(fonts))], rng))
+            for d in labels
+        ]
     ).unsqueeze(1)
     n = len(labels)
 
@@ -117,7 +120,9 @@ def _glyph_mask(text: str, font: str, rng: np.random.Generator) -> np.ndarray:
     """The glyph's ink, cropped and fitted to a 32x32 frame, as floats in [0, 1]."""
     from PIL import Image
 
-    ink = _render(text, font, int(rng.integers(36, 56)), int(rng.integers(0, 4)), rng.uniform(-15, 15))
+    ink = _render(
+        text, font, int(rng.integers(36, 56)), int(rng.integers(0, 4)), rng.uniform(-15, 15)
+    )
     rows, cols = np.nonzero(ink > 32)
     glyph = Image.fromarray(ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
     height = rng.uniform(24, 32)

@@ -52,5 +52,9 @@ def sgd(groups: list[dict], lr: float, momentum: float, nesterov: bool, weight_d
         group.setdefault("lr_mult", 1.0)
         group["lr"] = lr * group["lr_mult"]
     return torch.optim.SGD(
-        groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay
+        groups,
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov and momentum > 0,
+        weight_decay=weight_decay,
     )

@@ -29,7 +29,9 @@ class DANNArgs(MethodArgs):
         "ramp", description="ramp: lambda_p from 0 to lambda_max as in the paper; constant."
     )
     discriminator_hidden: int = Field(100, ge=1, description="Width of the domain classifier.")
-    discriminator_layers: int = Field(1, ge=0, description="Hidden layers of the domain classifier.")
+    discriminator_layers: int = Field(
+        1, ge=0, description="Hidden layers of the domain classifier."
+    )
     discriminator_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the classifier.")
     discriminator_lr_mult: float = Field(1.0, gt=0, description="lr multiplier of the classifier.")
 
