@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -55,7 +56,12 @@ class PruningAwareOptunaSearch(OptunaSearch):
             and trial_id not in self._completed_trials
             and ended_early(result, self._max_epochs)
         ):
-            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            trial = self._ot_trials[trial_id]
+            # Tune sends the result that made the scheduler stop the trial only here, not to
+            # on_trial_result; record it so TPE sees the trial's value at its last rung.
+            if self.metric in result:
+                trial.report(result[self.metric], result[TRAINING_ITERATION])
+            self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
@@ -331,14 +337,16 @@ class SearchProgress(tune.Callback):
         last = trial.last_result or {}
         status = "stopped" if ended_early(last, self.max_epochs) else "completed"
         self.counts[status] += 1
-        self._line(trials, f"{trial.trial_id} {status} after {last.get(m.EPOCH, 0)} epochs")
+        event = f"{trial.trial_id} {status} after {last.get(m.EPOCH, 0)} epochs"
+        self._line(trials, event, ended=trial)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.counts["error"] += 1
-        self._line(trials, f"{trial.trial_id} failed: see {trial.path}")
+        self._line(trials, f"{trial.trial_id} failed: see {trial.path}", ended=trial)
 
-    def _line(self, trials, event: str) -> None:
-        running = sum(1 for t in trials if t.status == "RUNNING")
+    def _line(self, trials, event: str, ended=None) -> None:
+        # Tune calls back before it updates the ending trial's status; do not count it.
+        running = sum(1 for t in trials if t.status == "RUNNING" and t is not ended)
         done = sum(self.counts.values())
         best = f"best {self.best[0]:.4f}" if self.best else "no result yet"
         elapsed = time.monotonic() - self.started

@@ -1,4 +1,5 @@
 import csv
+import pickle
 
 import optuna
 import pytest
@@ -36,8 +37,8 @@ def test_early_stopped_trial_is_told_to_optuna_as_pruned():
     for trial_id in ("stopped", "finished"):
         sampled = searcher.suggest(trial_id)
         assert set(sampled) == {"train.lr", "method_args.lambda_max"}
-    for epoch in (1, 2):
-        searcher.on_trial_result("stopped", _result(epoch, 0.1 * epoch))
+    searcher.on_trial_result("stopped", _result(1, 0.1))
+    # Tune gives the result that made ASHA stop the trial only to on_trial_complete.
     searcher.on_trial_complete("stopped", _result(2, 0.2))
     for epoch in range(1, 5):
         searcher.on_trial_result("finished", _result(epoch, 0.2 * epoch))
@@ -116,6 +117,16 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     best_values = [float(row["best:val/source_acc"]) for row in rows]
     assert best_values == sorted(best_values, reverse=True)
 
+    # What Optuna learned from: stopped trials as PRUNED with their last rung's value.
+    state_file = next(experiment.glob("searcher-state-*.pkl"))
+    study = pickle.loads(state_file.read_bytes())["_ot_study"]
+    states = [trial.state for trial in study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == statuses.count("stopped")
+    assert states.count(optuna.trial.TrialState.COMPLETE) == statuses.count("completed")
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            assert max(trial.intermediate_values) in {1, 2, 3}
+
     best = load_config(experiment / "best.yaml")
     assert best.params == {}
     assert best.train.lr == pytest.approx(float(rows[0]["train.lr"]))
@@ -125,3 +136,16 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     assert rerun.exit_code == 0, rerun.output
     assert "epoch 4/4" in rerun.output
     assert "oracle/target_acc" in rerun.output
+
+
+def test_gpu_request_on_a_cluster_without_gpus_runs_on_cpu_and_says_so(monkeypatch):
+    from raydm import tuning
+
+    config = load_config(SPACES / "moons.yaml", ["resources.gpu=0.25"])
+    said = []
+    monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert tuning.fit_to_cluster(config, said.append).resources.gpu == 0
+    assert said == ["resources.gpu is 0.25 but the cluster has no GPU: running on CPU"]
+    monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
+    assert tuning.fit_to_cluster(config, said.append).resources.gpu == 0.25
+    assert len(said) == 1
