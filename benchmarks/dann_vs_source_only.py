@@ -32,7 +32,7 @@ PAIRS = {
         [
             "train.lr=0.01",
             "train.weight_decay=5.0e-4",
-            "method_args.lambda_max=0.3",
+            "method_args.lambda_max=1.0",
             "method_args.gamma=10.0",
             "train.epochs=10",
         ],

@@ -21,7 +21,26 @@ from pydantic import (
     model_validator,
 )
 
+from raydm.backbones import BACKBONES
+from raydm.data import DOMAINS
+from raydm.methods import METHODS
+from raydm.metrics import SELECTABLE
+from raydm.registry import Registry
 from raydm.search_space import Distribution, parse_param
+
+
+def _registered(registry: Registry, name: str) -> str:
+    if name not in registry:
+        raise ValueError(registry.unknown_message(name))
+    return name
+
+
+def _typed_args(registry: Registry, chosen: str | None, raw: Any) -> BaseModel | Any:
+    """Validate ``raw`` options with the Args model of the chosen registry entry."""
+    if chosen is None:  # the name itself was invalid and is reported on its own key
+        return raw
+    args_model = registry.get(chosen).Args
+    return raw if isinstance(raw, args_model) else args_model.model_validate(raw or {})
 
 
 class ConfigError(Exception):
@@ -57,11 +76,7 @@ class DataConfig(Section):
     @field_validator("source", "target")
     @classmethod
     def _known_domain(cls, name: str) -> str:
-        from raydm.data import DOMAINS
-
-        if name not in DOMAINS:
-            raise ValueError(DOMAINS.unknown_message(name))
-        return name
+        return _registered(DOMAINS, name)
 
 
 class ModelConfig(Section):
@@ -78,21 +93,12 @@ class ModelConfig(Section):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, name: str) -> str:
-        from raydm.backbones import BACKBONES
-
-        if name not in BACKBONES:
-            raise ValueError(BACKBONES.unknown_message(name))
-        return name
+        return _registered(BACKBONES, name)
 
     @field_validator("backbone_args", mode="before")
     @classmethod
     def _typed_backbone_args(cls, raw: Any, info) -> BaseModel | Any:
-        from raydm.backbones import BACKBONES
-
-        if "backbone" not in info.data:  # the backbone name itself failed; reported there
-            return raw
-        args_model = BACKBONES.get(info.data["backbone"]).Args
-        return raw if isinstance(raw, args_model) else args_model.model_validate(raw or {})
+        return _typed_args(BACKBONES, info.data.get("backbone"), raw)
 
 
 class TrainConfig(Section):
@@ -162,8 +168,6 @@ class SearchConfig(Section):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, name: str) -> str:
-        from raydm.metrics import SELECTABLE
-
         if name not in SELECTABLE:
             raise ValueError(f"unknown metric {name!r}; choose one of: {', '.join(SELECTABLE)}")
         return name
@@ -210,27 +214,15 @@ class ExperimentConfig(Section):
     @field_validator("method")
     @classmethod
     def _known_method(cls, name: str) -> str:
-        from raydm.methods import METHODS
-
-        if name not in METHODS:
-            raise ValueError(METHODS.unknown_message(name))
-        return name
+        return _registered(METHODS, name)
 
     @field_validator("method_args", mode="before")
     @classmethod
     def _typed_method_args(cls, raw: Any, info) -> BaseModel | Any:
-        from raydm.methods import METHODS
-
-        if "method" not in info.data:
-            return raw
-        args_model = METHODS.get(info.data["method"]).Args
-        return raw if isinstance(raw, args_model) else args_model.model_validate(raw or {})
+        return _typed_args(METHODS, info.data.get("method"), raw)
 
     @model_validator(mode="after")
     def _backbone_fits_data(self) -> ExperimentConfig:
-        from raydm.backbones import BACKBONES
-        from raydm.data import DOMAINS
-
         takes = BACKBONES.get(self.model.backbone).input_kind
         for role in ("source", "target"):
             name = getattr(self.data, role)
