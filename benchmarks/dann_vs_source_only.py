@@ -37,6 +37,17 @@ PAIRS = {
             "train.epochs=10",
         ],
     ),
+    # The region the default search favours (higher lr); the same lr for both methods.
+    "digits_printed -> digits_handwritten (lr 0.08)": (
+        "dann.yaml",
+        [
+            "train.lr=0.08",
+            "train.weight_decay=5.0e-4",
+            "method_args.lambda_max=0.3",
+            "method_args.gamma=10.0",
+            "train.epochs=10",
+        ],
+    ),
 }
 
 
