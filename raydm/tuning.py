@@ -31,6 +31,7 @@ from raydm.trainable import train_trial
 
 RESULTS_FILE = "results.csv"
 BEST_FILE = "best.yaml"
+SPACE_FILE = "search_space.yaml"  # the resolved search, as validated, for the record
 Echo = Callable[[str], None]
 
 
@@ -171,10 +172,15 @@ def run_search(
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
     progress = SearchProgress(config, echo)
+    experiment_dir = Path(experiment_path) if "://" not in experiment_path else Path(name)
     if resume and tune.Tuner.can_restore(experiment_path):
         echo(f"resuming {experiment_path}")
         tuner = tune.Tuner.restore(experiment_path, trainable, resume_errored=True)
     else:
+        if resume:
+            echo(f"nothing to resume at {experiment_path}: starting a new search there")
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        (experiment_dir / SPACE_FILE).write_text(config.to_yaml())
         tuner = tune.Tuner(
             trainable,
             param_space=to_tune_space(config.params),
@@ -198,7 +204,6 @@ def run_search(
     echo(f"searching: {config.search.num_samples} trials, selecting on {config.search.metric}")
     grid = tuner.fit()
     trials = summarize(grid, config)
-    experiment_dir = Path(experiment_path) if "://" not in experiment_path else Path(name)
     experiment_dir.mkdir(parents=True, exist_ok=True)
     write_results(trials, config, experiment_dir / RESULTS_FILE)
     best_config = None

@@ -127,6 +127,9 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
         if trial.state == optuna.trial.TrialState.PRUNED:
             assert max(trial.intermediate_values) in {1, 2, 3}
 
+    searched = load_config(experiment / "search_space.yaml")
+    assert searched.search.num_samples == 6 and "train.lr" in searched.params
+
     best = load_config(experiment / "best.yaml")
     assert best.params == {}
     assert best.train.lr == pytest.approx(float(rows[0]["train.lr"]))
