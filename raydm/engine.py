@@ -55,13 +55,14 @@ class BatchStream:
         self.order = torch.randperm(len(data), generator=self.generator)
         self.position = 0
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs, labels, indices into the data)."""
         if self.position + self.batch_size > len(self.order):
             self.order = torch.randperm(len(self.data), generator=self.generator)
             self.position = 0
         index = self.order[self.position : self.position + self.batch_size]
         self.position += self.batch_size
-        return self.data.inputs[index], self.data.labels[index]
+        return self.data.inputs[index], self.data.labels[index], index
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +103,27 @@ def evaluate(
     return correct / len(data), loss / len(data)
 
 
+def _batches(data: LabelledSet, device: torch.device, batch_size: int):
+    for start in range(0, len(data), batch_size):
+        yield prepare(data.inputs[start : start + batch_size], device)
+
+
+def pseudo_label_stats(pseudo_labels: torch.Tensor, data: DomainPair) -> dict[str, float]:
+    """Pseudo-label accuracy against the target labels (an oracle figure: reported, never
+    used) and the share of target samples given each class."""
+    labelled = pseudo_labels >= 0
+    truth = data.target_train.labels
+    correct = (pseudo_labels[labelled].cpu() == truth[labelled.cpu()]).float()
+    stats = {
+        m.PSEUDO_LABEL_ACC: correct.mean().item() if labelled.any() else 0.0,
+        m.PSEUDO_LABEL_COVERAGE: labelled.float().mean().item(),
+    }
+    counts = torch.bincount(pseudo_labels[labelled].cpu(), minlength=data.num_classes)
+    for name, count in zip(data.class_names, counts.tolist(), strict=True):
+        stats[f"{m.PSEUDO_LABEL_SHARE}/{name}"] = count / len(pseudo_labels)
+    return stats
+
+
 def fit(
     config: ExperimentConfig,
     data: DomainPair,
@@ -138,24 +160,30 @@ def fit(
     method.train()
     for epoch in range(first_epoch, train.epochs):
         sums: dict[str, float] = defaultdict(float)
+        pseudo_labels = method.start_epoch(
+            epoch, lambda: _batches(data.target_train, device, train.eval_batch_size)
+        )
         for step in range(iterations):
             progress = (epoch * iterations + step) / total
             lr = learning_rate(progress, train.lr, train.lr_schedule, train.lr_alpha, train.lr_beta)
             for optimizer in method.optimizers():
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_mult"]
-            source_inputs, source_labels = source.next()
-            target_inputs, _ = target.next()  # target labels never reach the method
+            source_inputs, source_labels, _ = source.next()
+            target_inputs, _, target_index = target.next()  # target labels never reach it
             stats = method.update(
                 prepare(source_inputs, device),
                 source_labels.to(device),
                 prepare(target_inputs, device),
+                target_index.to(device),
                 progress,
             )
             for name, value in stats.items():
                 sums[name] += value
         epoch_metrics = {name: total_value / iterations for name, total_value in sums.items()}
         epoch_metrics[m.TRAIN_LR] = lr
+        if pseudo_labels is not None:
+            epoch_metrics.update(pseudo_label_stats(pseudo_labels, data))
         val_acc, val_loss = evaluate(method, data.source_val, device, train.eval_batch_size)
         target_acc, _ = evaluate(method, data.target_test, device, train.eval_batch_size)
         epoch_metrics.update(

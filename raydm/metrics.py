@@ -13,6 +13,9 @@ TRAIN_LR = "train/lr"
 SOURCE_VAL_ACC = "val/source_acc"
 SOURCE_VAL_LOSS = "val/source_loss"
 TARGET_ACC = "oracle/target_acc"
+PSEUDO_LABEL_ACC = "oracle/pseudo_label_acc"
+PSEUDO_LABEL_COVERAGE = "train/pseudo_label_coverage"
+PSEUDO_LABEL_SHARE = "train/pseudo_label_share"  # one metric per class: .../<class name>
 
 # Metrics a search may rank trials by, with the direction that is better.
 SELECTABLE = {SOURCE_VAL_ACC: "max", SOURCE_VAL_LOSS: "min", TARGET_ACC: "max"}

@@ -82,7 +82,9 @@ def test_dann_update_reports_the_scheduled_lambda(data_root):
     _, data, method = _moons_dann(data_root, "method_args.lambda_max=0.5")
     source = prepare(data.source_train.inputs[:8], torch.device("cpu"))
     target = prepare(data.target_train.inputs[:8], torch.device("cpu"))
-    stats = method.update(source, data.source_train.labels[:8], target, progress=0.5)
+    stats = method.update(
+        source, data.source_train.labels[:8], target, torch.arange(8), progress=0.5
+    )
     assert stats["train/lambda"] == pytest.approx(0.5 * adaptation_weight(0.5, 1.0, 10.0))
     assert stats["train/loss"] == pytest.approx(
         stats["train/loss_cls"] + stats["train/loss_domain"]
@@ -95,7 +97,7 @@ def test_source_only_never_looks_at_the_target(data_root):
     labels = data.source_train.labels[:8]
     torch.manual_seed(1)
     before = [p.clone() for p in method.parameters()]
-    method.update(source, labels, torch.full((8, 2), float("nan")), progress=0.0)
+    method.update(source, labels, torch.full((8, 2), float("nan")), torch.arange(8), 0.0)
     after = list(method.parameters())
     assert all(torch.isfinite(p).all() for p in after)
     assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 import torch
@@ -24,9 +25,23 @@ class Method(nn.Module):
     Args: ClassVar[type[MethodArgs]]
 
     def update(
-        self, source: torch.Tensor, labels: torch.Tensor, target: torch.Tensor, progress: float
+        self,
+        source: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor,
+        target_index: torch.Tensor,
+        progress: float,
     ) -> dict[str, float]:
+        """One optimisation step; ``target_index`` locates the target batch in the target set
+        (for per-sample state such as pseudo-labels), never its labels."""
         raise NotImplementedError
+
+    def start_epoch(
+        self, epoch: int, target_batches: Callable[[], Iterable[torch.Tensor]]
+    ) -> torch.Tensor | None:
+        """Work done once per epoch over the whole target set; returns the pseudo-labels in
+        force for this epoch (one per target train sample, -1 where none), if the method has."""
+        return None
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         """Class logits."""

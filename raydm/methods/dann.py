@@ -81,7 +81,7 @@ class DANN(SourceOnly):
             }
         )
 
-    def update(self, source, labels, target, progress):
+    def update(self, source, labels, target, target_index, progress):
         lam = self.args.lambda_max
         if self.args.lambda_schedule == "ramp":
             lam = adaptation_weight(progress, self.args.lambda_max, self.args.gamma)

@@ -34,7 +34,7 @@ class SourceOnly(Method):
             train.weight_decay,
         )
 
-    def update(self, source, labels, target, progress):
+    def update(self, source, labels, target, target_index, progress):
         loss = F.cross_entropy(self.predict(source), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
