@@ -17,7 +17,7 @@ params:
 """
 
 
-@pytest.mark.parametrize("name", ["dann.yaml", "source_only.yaml", "moons.yaml"])
+@pytest.mark.parametrize("name", ["dann.yaml", "source_only.yaml", "moons.yaml", "cgdm.yaml"])
 def test_shipped_spaces_validate(name):
     config = load_config(SPACES / name)
     assert config.params, "every shipped space searches something"
@@ -29,7 +29,7 @@ def test_shipped_spaces_validate(name):
     [
         ("train: {epochs: 3, lr_typo: 1}", "train.lr_typo: unknown key"),
         ("train: {epochs: three}", "train.epochs: Input should be a valid integer"),
-        ("method: mcd", "method: unknown method 'mcd'; choose one of: dann, source_only"),
+        ("method: mcd", "method: unknown method 'mcd'; choose one of: cgdm, dann, source_only"),
         ("data: {source: mnist_typo, target: moons_rotated}", "data.source: unknown domain"),
         ("model: {backbone: vgg}", "model.backbone: unknown backbone 'vgg'"),
         ("resources: {gpu: 0.3}", "resources.gpu: gpu must be 0, a whole number or 1/k"),
