@@ -207,7 +207,7 @@ def test_step_a_trains_everything(digits_cgdm):
 def test_step_b_changes_only_the_heads(digits_cgdm):
     method, both, labels, _ = digits_cgdm
     g_before, heads_before = _snapshot(method.backbone), _snapshot(method.heads)
-    method.step_b(both, labels)
+    method.step_b(method.backbone(both), labels)
     assert not _changed(g_before, method.backbone)
     assert _changed(heads_before, method.heads)
     assert all(p.grad is None for p in method.backbone.parameters())

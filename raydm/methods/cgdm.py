@@ -263,8 +263,10 @@ class CGDM(Method):
         pseudo = self.pseudo_labels[target_index] if len(self.pseudo_labels) else None
         both = torch.cat([source, target])
         stats = self.step_a(both, labels, pseudo)
-        stats |= self.step_b(both, labels)
-        stats |= self.step_c(both, labels, pseudo)
+        # G does not change in step B, so B and the first step-C repetition share one forward.
+        features = self.backbone(both)
+        stats |= self.step_b(features.detach(), labels)
+        stats |= self.step_c(both, labels, pseudo, features)
         return stats
 
     def step_a(self, both, labels, pseudo) -> dict[str, float]:
@@ -280,25 +282,28 @@ class CGDM(Method):
         self._step(loss, self.optimizers())
         return {"train/loss": loss.item(), "train/loss_cls": loss_source.item() / 2}
 
-    def step_b(self, both, labels) -> dict[str, float]:
-        """F1, F2 only: fit the source while disagreeing on the target."""
+    def step_b(self, features, labels) -> dict[str, float]:
+        """F1, F2 only, on fixed features: fit the source while disagreeing on the target."""
         args, n_source = self.args, len(labels)
-        with torch.no_grad():  # G is not updated here, so its forward needs no graph
-            features = self.backbone(both)
-        logits = self._forward_heads(features)
+        logits = self._forward_heads(features.detach())
         loss_source = sum(F.cross_entropy(out[:n_source], labels) for out in logits)
         loss_dis = classifier_discrepancy(logits[0][n_source:], logits[1][n_source:])
         loss = loss_source - args.w_dis * loss_dis + args.w_ent * self._im(logits, n_source)
         self._step(loss, [self.head_optimizer])
         return {"train/loss_dis_heads": loss_dis.item()}
 
-    def step_c(self, both, labels, pseudo) -> dict[str, float]:
-        """G only, num_k times: agree on the target, align target and source head gradients."""
+    def step_c(self, both, labels, pseudo, features=None) -> dict[str, float]:
+        """G only, num_k times: agree on the target, align target and source head gradients.
+
+        ``features``: G's output on ``both`` with its graph, if the caller has it already.
+        """
         args, n_source = self.args, len(labels)
         g_params = list(self.backbone.parameters())
         loss_gd = torch.zeros(())
-        for _ in range(args.num_k):  # each repetition sees the G the previous one produced
-            logits = self._forward_heads(self.backbone(both))
+        for repetition in range(args.num_k):
+            if repetition or features is None:  # each repetition sees the G the last one left
+                features = self.backbone(both)
+            logits = self._forward_heads(features)
             loss_dis = classifier_discrepancy(logits[0][n_source:], logits[1][n_source:])
             loss_im = self._im(logits, n_source)
             loss = args.w_dis * loss_dis + args.w_ent * loss_im
