@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -48,7 +48,23 @@ class ConfigError(Exception):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # Numbers are accepted where text is expected (--set data.root=2024 is a path), and
+    # booleans are refused where numbers are expected (true is not an epoch count).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info) -> Any:
+        annotation = cls.model_fields[info.field_name].annotation
+        numeric = annotation in (int, float) or set(get_args(annotation)) in (
+            {int, type(None)},
+            {float, type(None)},
+        )
+        if isinstance(value, bool) and numeric:
+            raise ValueError(f"expected a number, got {value}")
+        return value
 
 
 class DataConfig(Section):
@@ -80,7 +96,7 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    backbone: str = Field("lenet", description="Feature extractor (see `raydm list backbones`).")
+    backbone: str = Field("lenet", description="Feature extractor: lenet, dtn or mlp.")
     backbone_args: SerializeAsAny[BaseModel] = Field(
         default_factory=dict, description="Options of the chosen backbone."
     )
@@ -198,7 +214,7 @@ class ResourcesConfig(Section):
 
 
 class ExperimentConfig(Section):
-    method: str = Field("dann", description="Adaptation method (see `raydm list methods`).")
+    method: str = Field("dann", description="Adaptation method: dann, cgdm or source_only.")
     method_args: SerializeAsAny[BaseModel] = Field(
         default_factory=dict, description="Options of the chosen method."
     )
@@ -220,6 +236,17 @@ class ExperimentConfig(Section):
     @classmethod
     def _typed_method_args(cls, raw: Any, info) -> BaseModel | Any:
         return _typed_args(METHODS, info.data.get("method"), raw)
+
+    @model_validator(mode="after")
+    def _scheduler_spans_the_schedule(self) -> ExperimentConfig:
+        max_t = self.search.scheduler.max_t
+        if self.search.scheduler.type == "asha" and max_t is not None and max_t < self.train.epochs:
+            raise ValueError(
+                f"search.scheduler.max_t {max_t} is below train.epochs {self.train.epochs}: "
+                "every trial would stop before its lr and lambda schedules end; lower "
+                "train.epochs instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _backbone_fits_data(self) -> ExperimentConfig:
@@ -291,24 +318,32 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+        raise ConfigError(f"{path}:{_yaml_problem(err)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     overridden = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key.path=value")
+            raise ConfigError(f"{path}: --set {item!r}: expected key.path=value")
         try:
             set_dotted(raw, key.strip(), yaml.safe_load(text))
-        except (ValueError, yaml.YAMLError) as err:
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: --set {item}:{_yaml_problem(err)}") from None
+        except ValueError as err:
             raise ConfigError(f"{path}: --set {item}: {err}") from None
         overridden[key.strip()] = item
     return config_from_dict(raw, source=str(path), overridden=overridden)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f" line {mark.line + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{where} invalid YAML: {problem}"
 
 
 def config_from_dict(
@@ -323,6 +358,8 @@ def config_from_dict(
         raise ConfigError(f"{source}: params: expected a mapping of dotted keys")
     distributions: dict[str, Distribution] = {}
     for key, spec in raw_params.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{source}: params: key {key!r} is not a dotted field name")
         try:
             dist = parse_param(spec)
         except ValueError as err:
@@ -351,13 +388,28 @@ def _with(raw: dict, key: str, value: Any) -> dict:
     return raw
 
 
+# The data are built once per search and the resources and search settings are fixed before
+# any trial starts, so a trial could not vary them.
+UNSEARCHABLE = {"data", "resources", "search", "params"}
+
+
 def _check_searchable(config: ExperimentConfig, key: str, source: str) -> None:
     node: Any = config
     parts = key.split(".")
+    if parts[0] in UNSEARCHABLE:
+        raise ConfigError(
+            f"{source}: params.{key}: {parts[0]}.* is fixed for the whole search and cannot "
+            "vary per trial; set it in its section or run one search per value"
+        )
+    if key == "train.epochs" and config.search.scheduler.type == "asha":
+        raise ConfigError(
+            f"{source}: params.{key}: ASHA compares trials at the same epoch and plans its "
+            "rungs on one epoch count; fix train.epochs or use search.scheduler.type: fifo"
+        )
     for depth, part in enumerate(parts):
         fields = type(node).model_fields if isinstance(node, BaseModel) else {}
-        if part not in fields or part == "params":
-            known = ", ".join(name for name in fields if name != "params")
+        if part not in fields:
+            known = ", ".join(name for name in fields if name not in UNSEARCHABLE)
             prefix = ".".join(parts[:depth]) or "the top level"
             raise ConfigError(
                 f"{source}: params.{key}: {prefix} has no field {part!r} (fields: {known})"

@@ -19,3 +19,8 @@ PSEUDO_LABEL_SHARE = "train/pseudo_label_share"  # one metric per class: .../<cl
 
 # Metrics a search may rank trials by, with the direction that is better.
 SELECTABLE = {SOURCE_VAL_ACC: "max", SOURCE_VAL_LOSS: "min", TARGET_ACC: "max"}
+
+
+def is_reported(name: str) -> bool:
+    """Whether ``name`` is one of raydm's own per-epoch metrics (not Tune's bookkeeping)."""
+    return name.startswith(("train/", "val/", "oracle/"))

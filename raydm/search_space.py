@@ -27,7 +27,9 @@ class LogUniform:
     high: float
 
     def probe_values(self) -> list[Any]:
-        return [self.low, self.high]
+        # An interior value too: a continuous range on an integer field fails here, not in
+        # every trial.
+        return [self.low, self.high, _interior(self.low, self.high)]
 
     def to_tune(self):
         from ray import tune
@@ -44,7 +46,7 @@ class Uniform:
     high: float
 
     def probe_values(self) -> list[Any]:
-        return [self.low, self.high]
+        return [self.low, self.high, _interior(self.low, self.high)]
 
     def to_tune(self):
         from ray import tune
@@ -126,6 +128,11 @@ def parse_param(raw: Any) -> Distribution | None:
     if kind == "uniform":
         return Uniform(low, high)
     return IntRange(low, high)
+
+
+def _interior(low: float, high: float) -> float:
+    value = low + (high - low) * 0.382
+    return value if not float(value).is_integer() else value + (high - low) * 1e-3
 
 
 def _as_float(value: Any, kind: str) -> float:

@@ -164,7 +164,7 @@ def run_search(
         storage_path = str(Path(storage_path).expanduser().resolve())
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
     connect(address, echo)
-    config = fit_to_cluster(config, echo)
+    requested, config = config, fit_to_cluster(config, echo)
     echo("preparing data ...")
     data = load_domain_pair(config.data)
     trainable = tune.with_resources(
@@ -208,7 +208,8 @@ def run_search(
     write_results(trials, config, experiment_dir / RESULTS_FILE)
     best_config = None
     if trials and not math.isnan(trials[0].best_value):
-        best_config = config.fixed(trials[0].params)
+        # As asked, not as run: a GPU request stays in best.yaml for a machine that has one.
+        best_config = requested.fixed(trials[0].params)
         (experiment_dir / BEST_FILE).write_text(best_yaml(best_config, trials[0], config))
     return SearchOutcome(experiment_dir, trials, best_config)
 
@@ -236,7 +237,7 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
                 status=status,
                 params={key: result.config.get(key) for key in config.params},
                 epochs=int(last.get(m.EPOCH, 0)),
-                final={key: last[key] for key in m.SELECTABLE if key in last},
+                final={key: value for key, value in last.items() if m.is_reported(key)},
                 best_value=best_value,
                 best_epoch=best_epoch,
             )
@@ -250,9 +251,9 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
 
 def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Path) -> None:
     metric = config.search.metric
+    reported = sorted({name for trial in trials for name in trial.final})
     columns = ["trial_id", "status", "epochs", *config.params]
-    columns += [f"final:{name}" for name in m.SELECTABLE]
-    columns += [f"best:{metric}", "best_epoch"]
+    columns += [f"best:{metric}", "best_epoch", *(f"final:{name}" for name in reported)]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -263,7 +264,7 @@ def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Pa
                     "status": trial.status,
                     "epochs": trial.epochs,
                     **trial.params,
-                    **{f"final:{name}": trial.final.get(name, "") for name in m.SELECTABLE},
+                    **{f"final:{name}": trial.final.get(name, "") for name in reported},
                     f"best:{metric}": trial.best_value,
                     "best_epoch": trial.best_epoch,
                 }

@@ -57,7 +57,23 @@ def test_shipped_spaces_validate(name):
         ),
         ("params: {method_args.nope: {uniform: [0.1, 0.2]}}", "method_args has no field 'nope'"),
         ("params: {train.lr: {uniform: [-1, 0.2]}}", "params.train.lr: value -1.0 is invalid"),
-        ("params: {train.epochs: {int: [0, 4]}}", "params.train.epochs: value 0 is invalid"),
+        (
+            "params: {train.batch_size: {int: [1, 4]}}",
+            "params.train.batch_size: value 1 is invalid",
+        ),
+        ("params: {train.epochs: {uniform: [1, 5]}}", "params.train.epochs: ASHA compares trials"),
+        (
+            "params: {train.batch_size: {uniform: [8, 64]}}",
+            "value 29.392 is invalid for train.batch_size",
+        ),
+        (
+            "params: {data.moons_rotation: {uniform: [0, 60]}}",
+            "data.* is fixed for the whole search",
+        ),
+        ("params: {resources.cpu: {choice: [1, 2]}}", "resources.* is fixed for the whole search"),
+        ("params: {1: 2}", "params: key 1 is not a dotted field name"),
+        ("search: {scheduler: {max_t: 2}}", "search.scheduler.max_t 2 is below train.epochs 3"),
+        ("resources: {gpu: true}", "resources.gpu: expected a number, got True"),
         ("search: {metric: oracle/target_acc}", "search: oracle/target_acc uses target labels"),
         ("search: {metric: accuracy}", "search.metric: unknown metric 'accuracy'"),
         ("model: {backbone: lenet}", "model.backbone lenet takes images but data.source moons"),
@@ -74,6 +90,10 @@ def test_bad_config_is_one_line_naming_file_and_key(write_space, edit, expected)
     assert message.startswith(f"{path}: ")
     assert expected in message
     assert "\n" not in message
+    # The same through the command line: exit code 2, that one line, no traceback.
+    result = CliRunner().invoke(main, ["tune", "--space", str(path)])
+    assert result.exit_code == 2
+    assert result.output == f"raydm: error: {message}\n"
 
 
 def test_cli_rejects_bad_file_with_exit_2_and_starts_nothing(write_space, tmp_path):
@@ -110,8 +130,10 @@ def test_set_values_are_typed_by_the_schema(write_space):
             "params.method_args.gamma={uniform: [1, 20]}",
             "params.train.batch_size={choice: [16, 32]}",
             "params.method_args.discriminator_layers={int: [1, 3]}",
+            "data.root=2024",
         ],
     )
+    assert config.data.root == "2024"  # a directory name that happens to be a number
     assert config.train.epochs == 5 and isinstance(config.train.epochs, int)
     assert config.train.lr == pytest.approx(1e-3) and isinstance(config.train.lr, float)
     assert config.train.nesterov is True
@@ -129,6 +151,8 @@ def test_set_values_are_typed_by_the_schema(write_space):
         ("train.nope=1", "train.nope: unknown key (from --set train.nope=1)"),
         ("train.epochs", "expected key.path=value"),
         ("method=dan", "method: unknown method 'dan'"),
+        ("train.epochs=true", "train.epochs: expected a number, got True"),
+        ("train=[1", "--set train=[1: line 1 invalid YAML"),
     ],
 )
 def test_bad_set_is_a_one_line_error(write_space, override, expected):

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from raydm.config import load_config
 from raydm.data import load_domain_pair
@@ -54,28 +55,30 @@ def _moons_dann(data_root, *overrides):
     return config, data, build_method(config, data)
 
 
-def test_domain_loss_reaches_the_features_reversed_and_scaled(data_root):
-    """The backbone's gradient from the domain loss is -lambda times the plain gradient."""
+def test_dann_update_gives_the_features_the_reversed_scaled_domain_gradient(data_root, monkeypatch):
+    """Through DANN.update: G's gradient is grad(L_cls) - lambda_p grad(L_domain), while the
+    domain classifier gets grad(L_domain) at full strength (JMLR: lambda scales G's part only)."""
     _, data, method = _moons_dann(data_root)
-    source = prepare(data.source_train.inputs[:16], torch.device("cpu"))
-    target = prepare(data.target_train.inputs[:16], torch.device("cpu"))
+    cpu = torch.device("cpu")
+    source, target = (prepare(d.inputs[:16], cpu) for d in (data.source_train, data.target_train))
+    labels = data.source_train.labels[:16]
+    monkeypatch.setattr(method.optimizer, "step", lambda: None)  # keep the gradients, not steps
+    stats = method.update(source, labels, target, torch.arange(16), progress=0.3)
+    lam = adaptation_weight(0.3, 1.0, 10.0)
+    assert stats["train/lambda"] == pytest.approx(lam)
+    weight, disc_weight = method.backbone[1].weight, method.discriminator[0].weight
+    got_backbone, got_disc = weight.grad.clone(), disc_weight.grad.clone()
+
+    features = method.backbone(torch.cat([source, target]))
+    loss_cls = F.cross_entropy(method.head(features[:16]), labels)
     is_source = torch.cat([torch.ones(16), torch.zeros(16)])
-
-    def backbone_grad(coefficient: float | None) -> torch.Tensor:
-        method.zero_grad()
-        features = method.backbone(torch.cat([source, target]))
-        if coefficient is not None:
-            features = reverse_gradient(features, coefficient)
-        logits = method.discriminator(features).squeeze(1)
-        torch.nn.functional.binary_cross_entropy_with_logits(logits, is_source).backward()
-        return method.backbone[1].weight.grad.clone(), method.discriminator[0].weight.grad.clone()
-
-    plain_backbone, plain_disc = backbone_grad(None)
-    reversed_backbone, reversed_disc = backbone_grad(0.4)
-    assert plain_backbone.abs().sum() > 0
-    assert torch.allclose(reversed_backbone, -0.4 * plain_backbone, atol=1e-7)
-    # The domain classifier itself learns at full strength (JMLR: lambda only scales G's part).
-    assert torch.allclose(reversed_disc, plain_disc)
+    domain_logits = method.discriminator(features).squeeze(1)
+    loss_domain = F.binary_cross_entropy_with_logits(domain_logits, is_source)
+    (g_cls,) = torch.autograd.grad(loss_cls, weight, retain_graph=True)
+    g_dom, g_disc = torch.autograd.grad(loss_domain, [weight, disc_weight])
+    assert g_dom.abs().sum() > 0
+    assert torch.allclose(got_backbone, g_cls - lam * g_dom, atol=1e-6)
+    assert torch.allclose(got_disc, g_disc, atol=1e-6)
 
 
 def test_dann_update_reports_the_scheduled_lambda(data_root):

@@ -7,6 +7,7 @@ from raydm import engine
 from raydm import metrics as m
 from raydm.config import load_config
 from raydm.data import load_domain_pair
+from raydm.engine import learning_rate
 from tests.conftest import SPACES
 
 
@@ -51,9 +52,13 @@ def test_every_epoch_reports_losses_lr_and_both_accuracies(moons):
         assert name in reported[-1], name
     lambdas = [r["train/lambda"] for r in reported]
     assert lambdas == sorted(lambdas) and 0 < lambdas[0] < lambdas[-1] <= 1
+    # The ramp spans the PLANNED iterations (3 epochs of 15): by the last epoch p is past 2/3,
+    # so lambda_p = 2 / (1 + exp(-10 p)) - 1 > 0.997 there, whatever the iteration count.
+    assert lambdas[-1] > 0.997
     lrs = [r[m.TRAIN_LR] for r in reported]
     assert lrs == sorted(lrs, reverse=True)
-    assert lrs[0] < config.train.lr
+    # The last reported lr is that of the last iteration, p = 44/45.
+    assert lrs[-1] == pytest.approx(learning_rate(44 / 45, config.train.lr, "inverse", 10, 0.75))
 
 
 def test_fit_refuses_a_config_that_still_searches(data_root):

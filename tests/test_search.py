@@ -107,6 +107,8 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
         "best:val/source_acc",
         "best_epoch",
         "final:oracle/target_acc",
+        "final:train/loss_domain",
+        "final:train/lambda",
         "epochs",
         "status",
     } <= set(rows[0])
