@@ -60,6 +60,7 @@ PAIR_NAMES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="to split seeds over processes")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pairs", nargs="*", default=list(PAIR_NAMES), choices=list(PAIR_NAMES))
     parser.add_argument("--methods", nargs="*", default=["source_only", "dann", "cgdm"])
@@ -72,7 +73,7 @@ def main() -> None:
         for method in args.methods:
             space, pinned = RUNS[(pair, method)]
             accuracies, seconds = [], []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 overrides = ["params={}", *pinned, *args.extra, f"train.seed={seed}"]
                 config = load_config(SPACES / space, overrides)
                 data = load_domain_pair(config.data)
