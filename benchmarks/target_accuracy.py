@@ -30,9 +30,17 @@ RUNS = {
         "moons.yaml",
         ["train.lr=0.05", "train.epochs=20", "method_args.lambda_max=1.0"],
     ),
+    # CGDM's heads get one hidden layer of 15 (BN, ReLU), as the official heads have hidden
+    # layers; on linear heads it scored 0.692 ± 0.018, below source-only.
     ("moons", "cgdm"): (
         "moons.yaml",
-        ["train.lr=0.05", "train.epochs=20", "method=cgdm", "method_args={}"],
+        [
+            "train.lr=0.05",
+            "train.epochs=20",
+            "method=cgdm",
+            "method_args={}",
+            "model.classifier_hidden=[15]",
+        ],
     ),
     # Digits: the same images seen by every method (10 epochs x 62 batches of 64 per domain;
     # CGDM trains on batches of 32 as the official code, so twice as many iterations).
