@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from raydm.backbones import BACKBONES
-from raydm.data import DOMAINS
+from raydm.data import find_domain
 from raydm.methods import METHODS
 from raydm.metrics import SELECTABLE
 from raydm.registry import Registry
@@ -81,6 +81,12 @@ class DataConfig(Section):
     moons_rotation: float = Field(35.0, description="Rotation of moons_rotated, degrees.")
     moons_noise: float = Field(0.1, ge=0, description="Gaussian noise of the moons samples.")
     moons_samples: int = Field(300, ge=20, description="Points per moons domain (both classes).")
+    image_size: int = Field(
+        32, ge=8, description="Side of the square images decoded from folder: and list: domains."
+    )
+    image_channels: Literal[1, 3] = Field(
+        1, description="1 (grey) or 3 (RGB) for images decoded from folder: and list: domains."
+    )
     printed_per_class: int = Field(
         500, ge=10, description="Images rendered per digit class for digits_printed."
     )
@@ -92,7 +98,8 @@ class DataConfig(Section):
     @field_validator("source", "target")
     @classmethod
     def _known_domain(cls, name: str) -> str:
-        return _registered(DOMAINS, name)
+        find_domain(name)  # raises ValueError naming what is wrong
+        return name
 
 
 class ModelConfig(Section):
@@ -253,7 +260,7 @@ class ExperimentConfig(Section):
         takes = BACKBONES.get(self.model.backbone).input_kind
         for role in ("source", "target"):
             name = getattr(self.data, role)
-            gives = DOMAINS.get(name).kind
+            gives = find_domain(name).kind
             if gives != takes:
                 raise ValueError(
                     f"model.backbone {self.model.backbone} takes {takes} but data.{role} "

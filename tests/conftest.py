@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import ray
 
 # Keep every Ray process of the tests on loopback.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -24,3 +25,11 @@ def write_space(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def ray_session():
+    """A local Ray on loopback with this machine's 2 cores, shut down after the test."""
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()

@@ -57,16 +57,9 @@ def test_failed_trial_is_told_as_failed():
     assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.FAIL
 
 
-@pytest.fixture
-def ray_session():
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.ray
 def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_session):
     storage = tmp_path / "results"
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
     args = [
         "tune",
         "--space",

@@ -9,13 +9,15 @@ test (labelled, only for the oracle figure).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from raydm.data import digits, moons
+from raydm.data import digits, files, moons
 from raydm.data.samples import DomainSamples, LabelledSet, seed_for
 from raydm.registry import Registry
 
@@ -46,6 +48,30 @@ for _name, _domain in {
     ),
 }.items():
     DOMAINS.register(_name)(_domain)
+
+
+# Domains named by a prefix and a path: the user's own data.
+PATH_DOMAINS = {
+    "folder": (files.check_folder, files.build_folder, "an ImageFolder tree: PATH/<class>/<image>"),
+    "list": (files.check_list, files.build_list, "an image list: 'relative/path label' lines"),
+}
+
+
+def find_domain(name: str) -> Domain:
+    """The domain called ``name``: a registered one, or ``folder:PATH`` / ``list:FILE``.
+
+    Raises ValueError with a message fit for a one-line user error.
+    """
+    prefix, sep, location = name.partition(":")
+    if sep and prefix in PATH_DOMAINS:
+        check, build, description = PATH_DOMAINS[prefix]
+        path = Path(location).expanduser().resolve()
+        check(path)
+        return Domain("images", functools.partial(build, path), description)
+    if name not in DOMAINS:
+        prefixes = ", ".join(f"{p}:PATH" for p in PATH_DOMAINS)
+        raise ValueError(f"{DOMAINS.unknown_message(name)}, {prefixes}")
+    return DOMAINS.get(name)
 
 
 @dataclass(frozen=True)
@@ -81,8 +107,8 @@ def stratified_split(
 
 
 def load_domain_pair(config: DataConfig) -> DomainPair:
-    source = DOMAINS.get(config.source).build(config)
-    target = DOMAINS.get(config.target).build(config)
+    source = find_domain(config.source).build(config)
+    target = find_domain(config.target).build(config)
     if source.class_names != target.class_names:
         only_source = sorted(set(source.class_names) - set(target.class_names))
         only_target = sorted(set(target.class_names) - set(source.class_names))

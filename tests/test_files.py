@@ -1,0 +1,154 @@
+"""Domains from the user's own files, built in their real on-disk formats."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from raydm.cli import main
+from raydm.config import ConfigError, DataConfig, load_config
+from raydm.data import load_domain_pair
+
+CLASSES = ("cat", "dog", "fox")
+
+
+def _image(path, value: int, size=(20, 14)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.full((size[1], size[0], 3), value, dtype=np.uint8)
+    pixels[: size[1] // 2] = 255 - value  # a top/bottom pattern that survives resizing
+    Image.fromarray(pixels).save(path)
+
+
+def _folder(root, per_class=6, classes=CLASSES, fmt="png"):
+    for index, name in enumerate(classes):
+        for i in range(per_class):
+            _image(root / name / f"img {i}.{fmt}", 40 * index + i)
+    return root
+
+
+def test_image_folder_gives_sorted_classes_labels_and_resized_tensors(tmp_path):
+    _folder(tmp_path / "product", fmt="jpg")
+    _folder(tmp_path / "real")
+    config = DataConfig(
+        source=f"folder:{tmp_path / 'product'}",
+        target=f"folder:{tmp_path / 'real'}",
+        image_size=16,
+        image_channels=3,
+        source_val_fraction=0.34,
+    )
+    pair = load_domain_pair(config)
+    assert pair.class_names == CLASSES
+    assert pair.input_shape == (3, 16, 16)
+    assert pair.source_train.inputs.dtype == torch.uint8
+    assert len(pair.source_train) + len(pair.source_val) == 18
+    assert torch.equal(pair.source_val.labels.bincount(), torch.tensor([2, 2, 2]))
+    # The pixel values tell which class folder an image came from.
+    for images, labels in [(pair.target_train.inputs, pair.target_train.labels)]:
+        bottom = images[:, 0, -1, 0].long()
+        assert torch.equal(bottom // 40, labels)
+    grey = load_domain_pair(config.model_copy(update={"image_channels": 1}))
+    assert grey.input_shape == (1, 16, 16)
+
+
+def test_image_list_labels_are_the_last_token_and_paths_relative_to_the_list(tmp_path):
+    lines = []
+    for label in (0, 2, 5):
+        for i in range(4):
+            relative = f"images/class {label}/{i}.png"
+            _image(tmp_path / relative, 40 * label // 5 + i)
+            lines.append(f"{relative} {label}")
+    listing = tmp_path / "image_list.txt"
+    listing.write_text("\n".join(lines) + "\n\n")
+    config = DataConfig(source=f"list:{listing}", target=f"list:{listing}", image_size=8)
+    pair = load_domain_pair(config)
+    assert pair.class_names == ("0", "2", "5")
+    assert (
+        sorted(pair.target_train.labels.tolist() + pair.target_test.labels.tolist())
+        == [0] * 4 + [1] * 4 + [2] * 4
+    )
+
+
+def test_class_mismatch_names_both_domains_and_the_classes(tmp_path):
+    _folder(tmp_path / "a")
+    _folder(tmp_path / "b", classes=("cat", "dog", "owl"))
+    config = DataConfig(source=f"folder:{tmp_path / 'a'}", target=f"folder:{tmp_path / 'b'}")
+    with pytest.raises(ValueError) as caught:
+        load_domain_pair(config)
+    message = str(caught.value)
+    assert f"folder:{tmp_path / 'a'}" in message and f"folder:{tmp_path / 'b'}" in message
+    assert "only in source: ['fox']" in message and "only in target: ['owl']" in message
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda root: root, "does not exist"),
+        (lambda root: (root.mkdir(), root)[1], "has no class sub-folders"),
+    ],
+)
+def test_missing_folder_is_a_config_error_naming_the_key(tmp_path, write_space, make, expected):
+    path = make(tmp_path / "nowhere")
+    space = write_space(
+        f"method: source_only\ndata: {{source: 'folder:{path}', target: digits_handwritten}}\n"
+    )
+    with pytest.raises(ConfigError, match=f"data.source: folder .*nowhere {expected}"):
+        load_config(space)
+
+
+def test_corrupt_image_and_bad_list_line_are_clear_errors(tmp_path):
+    _folder(tmp_path / "ok")
+    (tmp_path / "ok" / "cat" / "broken.png").write_bytes(b"not a png")
+    config = DataConfig(source=f"folder:{tmp_path / 'ok'}", target=f"folder:{tmp_path / 'ok'}")
+    with pytest.raises(ValueError, match="broken.png cannot be read"):
+        load_domain_pair(config)
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.png 0\nno-label-here\n")
+    config = DataConfig(source=f"list:{listing}", target=f"list:{listing}")
+    with pytest.raises(ValueError, match="list.txt line 2: expected 'relative/path label'"):
+        load_domain_pair(config)
+    listing.write_text("missing.png 0\n")
+    with pytest.raises(ValueError, match="missing.png does not exist"):
+        load_domain_pair(config)
+
+
+def test_raydm_train_runs_on_two_image_folders(tmp_path, write_space):
+    _folder(tmp_path / "src", per_class=8)
+    _folder(tmp_path / "tgt", per_class=8)
+    space = write_space(
+        f"""
+method: dann
+data: {{source: 'folder:{tmp_path / "src"}', target: 'folder:{tmp_path / "tgt"}', image_size: 32}}
+model: {{backbone: lenet, backbone_args: {{batch_norm: true}}}}
+train: {{epochs: 2, batch_size: 8, iters_per_epoch: 3}}
+"""
+    )
+    result = CliRunner().invoke(main, ["train", "--config", str(space)])
+    assert result.exit_code == 0, result.output
+    assert "epoch 2/2" in result.output and "oracle/target_acc" in result.output
+
+
+@pytest.mark.ray
+def test_search_on_two_image_folders_end_to_end(tmp_path, write_space, ray_session):
+    _folder(tmp_path / "src", per_class=8)
+    _folder(tmp_path / "tgt", per_class=8)
+    space = write_space(
+        f"""
+method: dann
+data: {{source: 'folder:{tmp_path / "src"}', target: 'folder:{tmp_path / "tgt"}'}}
+model: {{backbone: lenet}}
+train: {{epochs: 2, batch_size: 8, iters_per_epoch: 2}}
+search: {{num_samples: 2, scheduler: {{type: fifo}}}}
+params: {{train.lr: {{loguniform: [1.0e-3, 1.0e-1]}}}}
+"""
+    )
+    storage = tmp_path / "results"
+    result = CliRunner().invoke(
+        main, ["tune", "--space", str(space), "--name", "folders", "--storage-path", str(storage)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = (storage / "folders" / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",completed," in row for row in rows[1:])
+    assert (
+        load_config(storage / "folders" / "best.yaml").data.source == f"folder:{tmp_path / 'src'}"
+    )
