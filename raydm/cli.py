@@ -77,16 +77,20 @@ def tune(space, overrides, name, storage_path, address, resume) -> None:
     config = load(space, overrides)
     if resume and not name:
         fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
+    from raydm.data import DataError
     from raydm.tuning import leaderboard, run_search
 
-    outcome = run_search(
-        config,
-        name=name,
-        storage_path=storage_path,
-        address=address,
-        resume=resume,
-        echo=click.echo,
-    )
+    try:
+        outcome = run_search(
+            config,
+            name=name,
+            storage_path=storage_path,
+            address=address,
+            resume=resume,
+            echo=click.echo,
+        )
+    except DataError as err:
+        fail(f"{space}: {err}", USAGE_ERROR)
     click.echo("")
     click.echo(leaderboard(outcome, config))
     click.echo("")
@@ -121,9 +125,12 @@ def train(config_path, overrides) -> None:
             USAGE_ERROR,
         )
     from raydm import engine
-    from raydm.data import load_domain_pair
+    from raydm.data import DataError, load_domain_pair
 
-    data = load_domain_pair(config.data)
+    try:
+        data = load_domain_pair(config.data)
+    except DataError as err:
+        fail(f"{config_path}: {err}", USAGE_ERROR)
 
     def show(epoch: int, metrics: dict[str, float], state) -> None:
         shown = "  ".join(

@@ -163,10 +163,10 @@ def run_search(
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).expanduser().resolve())
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
+    echo("preparing data ...")
+    data = load_domain_pair(config.data)  # first: bad data stops the search before Ray starts
     connect(address, echo)
     requested, config = config, fit_to_cluster(config, echo)
-    echo("preparing data ...")
-    data = load_domain_pair(config.data)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=config, data=data),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import ray
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -67,6 +68,24 @@ def test_image_list_labels_are_the_last_token_and_paths_relative_to_the_list(tmp
         sorted(pair.target_train.labels.tolist() + pair.target_test.labels.tolist())
         == [0] * 4 + [1] * 4 + [2] * 4
     )
+
+
+def test_class_mismatch_through_the_cli_is_one_line_and_starts_nothing(tmp_path, write_space):
+    _folder(tmp_path / "a")
+    _folder(tmp_path / "b", classes=("cat", "dog", "owl"))
+    space = write_space(
+        f"method: dann\ndata: {{source: 'folder:{tmp_path / 'a'}', "
+        f"target: 'folder:{tmp_path / 'b'}'}}\n"
+    )
+    storage = tmp_path / "results"
+    result = CliRunner().invoke(
+        main, ["tune", "--space", str(space), "--storage-path", str(storage)]
+    )
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1].startswith(f"raydm: error: {space}: data.source folder:")
+    assert "only in target: ['owl']" in result.output
+    assert result.output.count("\n") == 2  # "preparing data ..." and the error line
+    assert not ray.is_initialized() and not storage.exists()
 
 
 def test_class_mismatch_names_both_domains_and_the_classes(tmp_path):

@@ -106,13 +106,20 @@ def stratified_split(
     return torch.cat(kept).sort().values, torch.cat(held_out).sort().values
 
 
+class DataError(ValueError):
+    """The data a config names cannot be loaded; the message is one line for the user."""
+
+
 def load_domain_pair(config: DataConfig) -> DomainPair:
-    source = find_domain(config.source).build(config)
-    target = find_domain(config.target).build(config)
+    try:
+        source = find_domain(config.source).build(config)
+        target = find_domain(config.target).build(config)
+    except ValueError as err:
+        raise DataError(str(err)) from None
     if source.class_names != target.class_names:
         only_source = sorted(set(source.class_names) - set(target.class_names))
         only_target = sorted(set(target.class_names) - set(source.class_names))
-        raise ValueError(
+        raise DataError(
             f"data.source {config.source} and data.target {config.target} have different "
             f"classes (only in source: {only_source or 'none'}; "
             f"only in target: {only_target or 'none'})"
