@@ -68,9 +68,9 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
+    root: str = Field("~/.cache/raydm", description="Directory where datasets are cached.")
     source: str = Field("digits_printed", description="Labelled source domain name.")
     target: str = Field("digits_handwritten", description="Unlabelled target domain name.")
-    root: str = Field("~/.cache/raydm", description="Directory where datasets are cached.")
     seed: int = Field(0, description="Seed for generating and splitting the data.")
     source_val_fraction: float = Field(
         0.2, gt=0, lt=1, description="Held-out share of the source, for label-free selection."
@@ -97,8 +97,9 @@ class DataConfig(Section):
 
     @field_validator("source", "target")
     @classmethod
-    def _known_domain(cls, name: str) -> str:
-        find_domain(name)  # raises ValueError naming what is wrong
+    def _known_domain(cls, name: str, info) -> str:
+        root = Path(info.data.get("root", "~/.cache/raydm")).expanduser().resolve()
+        find_domain(name, root)  # raises ValueError naming what is wrong
         return name
 
 
@@ -260,7 +261,7 @@ class ExperimentConfig(Section):
         takes = BACKBONES.get(self.model.backbone).input_kind
         for role in ("source", "target"):
             name = getattr(self.data, role)
-            gives = find_domain(name).kind
+            gives = find_domain(name, self.data.root_path).kind
             if gives != takes:
                 raise ValueError(
                     f"model.backbone {self.model.backbone} takes {takes} but data.{role} "

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from raydm.data import digits, files, moons
+from raydm.data import digits, files, moons, standard
 from raydm.data.samples import DomainSamples, LabelledSet, seed_for
 from raydm.registry import Registry
 
@@ -46,6 +46,9 @@ for _name, _domain in {
     "digits_handwritten": Domain(
         "images", digits.build_handwritten, "scikit-learn's handwritten digits, 8x8 to 32x32"
     ),
+    "mnist": Domain("images", standard.build_mnist, "MNIST 60k/10k (torchvision download)"),
+    "usps": Domain("images", standard.build_usps, "USPS 7,291/2,007 (libsvm .bz2 files)"),
+    "svhn": Domain("images", standard.build_svhn, "SVHN 73,257/26,032 (.mat files)"),
 }.items():
     DOMAINS.register(_name)(_domain)
 
@@ -57,19 +60,27 @@ PATH_DOMAINS = {
 }
 
 
-def find_domain(name: str) -> Domain:
-    """The domain called ``name``: a registered one, or ``folder:PATH`` / ``list:FILE``.
+def find_domain(name: str, root: Path) -> Domain:
+    """The domain called ``name``: a registered one, ``folder:PATH`` / ``list:FILE``, or a
+    domain of Office-31, Office-Home or VisDA under ``root`` (``office31:amazon``).
 
     Raises ValueError with a message fit for a one-line user error.
     """
     prefix, sep, location = name.partition(":")
+    if sep and prefix in standard.IMAGE_BENCHMARKS:
+        path = standard.benchmark_location(prefix, location, root)
+        kind = "list" if path.suffix == ".txt" else "folder"
+        return Domain("images", functools.partial(PATH_DOMAINS[kind][1], path), name)
     if sep and prefix in PATH_DOMAINS:
         check, build, description = PATH_DOMAINS[prefix]
         path = Path(location).expanduser().resolve()
         check(path)
         return Domain("images", functools.partial(build, path), description)
     if name not in DOMAINS:
-        prefixes = ", ".join(f"{p}:PATH" for p in PATH_DOMAINS)
+        prefixes = ", ".join(
+            [f"{p}:PATH" for p in PATH_DOMAINS]
+            + [f"{b}:{'|'.join(d)}" for b, (d, _) in standard.IMAGE_BENCHMARKS.items()]
+        )
         raise ValueError(f"{DOMAINS.unknown_message(name)}, {prefixes}")
     return DOMAINS.get(name)
 
@@ -112,8 +123,8 @@ class DataError(ValueError):
 
 def load_domain_pair(config: DataConfig) -> DomainPair:
     try:
-        source = find_domain(config.source).build(config)
-        target = find_domain(config.target).build(config)
+        source = find_domain(config.source, config.root_path).build(config)
+        target = find_domain(config.target, config.root_path).build(config)
     except ValueError as err:
         raise DataError(str(err)) from None
     if source.class_names != target.class_names:

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,21 @@ class DomainSamples:
     train: LabelledSet
     test: LabelledSet | None
     class_names: tuple[str, ...]
+
+
+def fit_images(images: torch.Tensor, config) -> torch.Tensor:
+    """uint8 N x C x H x W images at ``data.image_size`` square with ``data.image_channels``."""
+    images = images.to(torch.uint8)
+    if images.shape[1] == 3 and config.image_channels == 1:
+        luminance = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        images = (images.float() * luminance).sum(1, keepdim=True).round().to(torch.uint8)
+    elif images.shape[1] == 1 and config.image_channels == 3:
+        images = images.expand(-1, 3, -1, -1)
+    size = (config.image_size, config.image_size)
+    if tuple(images.shape[2:]) != size:
+        resized = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True)
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
 
 
 def seed_for(seed: int, purpose: str) -> int:

@@ -1,0 +1,147 @@
+"""The standard UDA benchmarks, read from their published on-disk formats under ``data.root``.
+
+MNIST, USPS and SVHN download through torchvision when the network allows; raydm then reads
+the files itself (USPS's libsvm .bz2, SVHN's .mat) so that any copy in the published format
+works. Office-31, Office-Home and VisDA-2017 have no stable public download: their folders must
+be put in place by hand, and a missing one is an error that says where and in which layout.
+"""
+
+from __future__ import annotations
+
+import bz2
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from raydm.data.samples import DomainSamples, LabelledSet, fit_images
+
+if TYPE_CHECKING:
+    from raydm.config import DataConfig
+
+DIGITS = tuple(str(d) for d in range(10))
+DOWNLOAD_TIMEOUT_S = 15
+
+# name -> (sub-folder of data.root, the layout a user must provide)
+IMAGE_BENCHMARKS = {
+    "office31": (
+        ("amazon", "dslr", "webcam"),
+        "office31/{domain}/images/<class>/<image>.jpg (Office-31, 31 classes)",
+    ),
+    "officehome": (
+        ("Art", "Clipart", "Product", "Real_World"),
+        "officehome/{domain}/<class>/<image>.jpg (Office-Home, 65 classes)",
+    ),
+    "visda": (
+        ("train", "validation"),
+        "visda/{domain}/image_list.txt with 'relative/path label' lines (VisDA-2017, 12 classes)",
+    ),
+}
+
+
+def benchmark_location(benchmark: str, domain: str, root: Path) -> Path:
+    """The folder (or list file) of one domain of Office-31, Office-Home or VisDA."""
+    domains, layout = IMAGE_BENCHMARKS[benchmark]
+    if domain not in domains:
+        raise ValueError(f"{benchmark} has domains {', '.join(domains)}, not {domain!r}")
+    relative = layout.split(" (")[0].format(domain=domain)
+    location = root / relative.split("/<")[0]
+    if benchmark == "visda":
+        location = root / "visda" / domain / "image_list.txt"
+    if not location.exists():
+        raise ValueError(
+            f"{benchmark}:{domain} is not under {root}: no public download exists; "
+            f"put it there as {root}/{layout.format(domain=domain)}"
+        )
+    return location
+
+
+def build_mnist(config: DataConfig) -> DomainSamples:
+    from torchvision.datasets import MNIST
+
+    root = config.root_path / "mnist"
+    parts = []
+    for train in (True, False):
+        dataset = _torchvision(MNIST, root, "MNIST/raw/*-idx?-ubyte", train=train)
+        parts.append(LabelledSet(fit_images(dataset.data.unsqueeze(1), config), dataset.targets))
+    return DomainSamples(parts[0], parts[1], DIGITS)
+
+
+def build_usps(config: DataConfig) -> DomainSamples:
+    from torchvision.datasets import USPS
+
+    root = config.root_path / "usps"
+    parts = []
+    for file, train in (("usps.bz2", True), ("usps.t.bz2", False)):
+        if not (root / file).exists():
+            _torchvision(USPS, root, file, train=train)
+        images, labels = read_usps(root / file)
+        parts.append(LabelledSet(fit_images(images, config), labels))
+    return DomainSamples(parts[0], parts[1], DIGITS)
+
+
+def build_svhn(config: DataConfig) -> DomainSamples:
+    from torchvision.datasets import SVHN
+
+    root = config.root_path / "svhn"
+    parts = []
+    for split in ("train", "test"):
+        file = root / f"{split}_32x32.mat"
+        if not file.exists():
+            _torchvision(SVHN, root, file.name, split=split)
+        images, labels = read_svhn(file)
+        parts.append(LabelledSet(fit_images(images, config), labels))
+    return DomainSamples(parts[0], parts[1], DIGITS)
+
+
+def read_usps(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """USPS in libsvm format: ``label index:value ...`` per line, labels 1..10, values in
+    [-1, 1], 256 values per 16x16 image."""
+    try:
+        lines = bz2.decompress(path.read_bytes()).decode().splitlines()
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a bz2-compressed libsvm file: {err}") from None
+    images = np.zeros((len(lines), 256), dtype=np.float32)
+    labels = np.zeros(len(lines), dtype=np.int64)
+    for row, line in enumerate(lines):
+        label, *pairs = line.split()
+        labels[row] = int(float(label)) - 1
+        for pair in pairs:
+            index, value = pair.split(":")
+            images[row, int(index) - 1] = float(value)
+    pixels = np.round((images + 1) / 2 * 255).clip(0, 255).astype(np.uint8)
+    return torch.from_numpy(pixels.reshape(-1, 1, 16, 16)), torch.from_numpy(labels)
+
+
+def read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """SVHN's cropped-digits .mat: X is 32x32x3xN, y is N x 1 with 10 standing for 0."""
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a MATLAB file: {err}") from None
+    images = torch.from_numpy(np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1)))
+    labels = torch.from_numpy(mat["y"].astype(np.int64).flatten() % 10)
+    return images, labels
+
+
+def _torchvision(dataset_class, root: Path, expected: str, **split):
+    """Open a torchvision dataset from ``root``, downloading it when absent; fail fast."""
+    try:
+        return dataset_class(str(root), download=False, **split)
+    except (RuntimeError, FileNotFoundError):
+        pass
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # an unreachable host must not hang a search
+    try:
+        return dataset_class(str(root), download=True, **split)
+    except Exception as err:  # noqa: BLE001 - any network or archive failure means the same
+        raise ValueError(
+            f"{dataset_class.__name__} is not under {root} and could not be downloaded "
+            f"({type(err).__name__}); put the published files there ({root}/{expected})"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
