@@ -372,28 +372,21 @@ def config_from_dict(
             dist = parse_param(spec)
         except ValueError as err:
             raise ConfigError(f"{source}: params.{key}: {err}") from None
-        if dist is None:
-            _apply(raw, key, spec, source, f"params.{key}")
-        else:
+        if dist is not None:
             distributions[key] = dist
+            continue
+        try:
+            set_dotted(raw, key, spec)
+        except ValueError as err:
+            raise ConfigError(f"{source}: params.{key}: {err}") from None
     config = _validate(raw, source, overridden)
     for key, dist in distributions.items():
         _check_searchable(config, key, source)
         for value in dist.probe_values():
-            _validate(_with(config.settings_dict(), key, value), source, {}, f"params.{key}", value)
+            probe = config.settings_dict()
+            set_dotted(probe, key, value)
+            _validate(probe, source, {}, f"params.{key}", value)
     return config.model_copy(update={"params": distributions})
-
-
-def _apply(raw: dict, key: str, value: Any, source: str, where: str) -> None:
-    try:
-        set_dotted(raw, key, value)
-    except ValueError as err:
-        raise ConfigError(f"{source}: {where}: {err}") from None
-
-
-def _with(raw: dict, key: str, value: Any) -> dict:
-    set_dotted(raw, key, value)
-    return raw
 
 
 # The data are built once per search and the resources and search settings are fixed before

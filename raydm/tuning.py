@@ -180,7 +180,7 @@ def run_search(
         if resume:
             echo(f"nothing to resume at {experiment_path}: starting a new search there")
         experiment_dir.mkdir(parents=True, exist_ok=True)
-        (experiment_dir / SPACE_FILE).write_text(config.to_yaml())
+        (experiment_dir / SPACE_FILE).write_text(requested.to_yaml())
         tuner = tune.Tuner(
             trainable,
             param_space=to_tune_space(config.params),

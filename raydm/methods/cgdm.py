@@ -188,7 +188,9 @@ class CGDM(Method):
         )
         if args.head_init == "normal":
             self.heads.apply(_official_init)
-        self.pseudo_labels = torch.empty(0, dtype=torch.int64)
+        # A buffer so that .to(device) moves it; not persistent because its length changes
+        # (empty until the first clustering): the checkpoint carries it as extra state.
+        self.register_buffer("pseudo_labels", torch.empty(0, dtype=torch.int64), persistent=False)
         g_lr = train.lr * train.backbone_lr_mult
         self.generator_optimizer = torch.optim.SGD(
             [{"params": backbone.parameters(), "lr_mult": train.backbone_lr_mult, "lr": g_lr}],
@@ -250,12 +252,6 @@ class CGDM(Method):
             labels[probabilities.max(1).values < args.threshold] = -1
         self.pseudo_labels = labels.to(self.pseudo_labels.device)
         return labels
-
-    def to(self, *args, **kwargs):
-        moved = super().to(*args, **kwargs)
-        device = next(self.parameters()).device
-        self.pseudo_labels = self.pseudo_labels.to(device)
-        return moved
 
     # --- one iteration -----------------------------------------------------------------------
 
