@@ -77,6 +77,7 @@ def tune(space, overrides, name, storage_path, address, resume) -> None:
     config = load(space, overrides)
     if resume and not name:
         fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
+    from raydm.backbones import WeightsError
     from raydm.data import DataError
     from raydm.tuning import leaderboard, run_search
 
@@ -89,7 +90,7 @@ def tune(space, overrides, name, storage_path, address, resume) -> None:
             resume=resume,
             echo=click.echo,
         )
-    except DataError as err:
+    except (DataError, WeightsError) as err:
         fail(f"{space}: {err}", USAGE_ERROR)
     click.echo("")
     click.echo(leaderboard(outcome, config))
@@ -125,11 +126,13 @@ def train(config_path, overrides) -> None:
             USAGE_ERROR,
         )
     from raydm import engine
+    from raydm.backbones import WeightsError, pretrained_state
     from raydm.data import DataError, load_domain_pair
 
     try:
         data = load_domain_pair(config.data)
-    except DataError as err:
+        pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
+    except (DataError, WeightsError) as err:
         fail(f"{config_path}: {err}", USAGE_ERROR)
 
     def show(epoch: int, metrics: dict[str, float], state) -> None:
@@ -140,7 +143,7 @@ def train(config_path, overrides) -> None:
         )
         click.echo(f"epoch {epoch}/{config.train.epochs}  {shown}")
 
-    final = engine.fit(config, data, on_epoch=show)
+    final = engine.fit(config, data, on_epoch=show, pretrained=pretrained)
     click.echo("final metrics:")
     for key, value in final.items():
         click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")

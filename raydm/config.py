@@ -7,6 +7,7 @@ nothing re-reads YAML. Errors name the file and the dotted key path and fit on o
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -22,7 +23,7 @@ from pydantic import (
 )
 
 from raydm.backbones import BACKBONES
-from raydm.data import find_domain
+from raydm.data import absolute_domain, find_domain
 from raydm.methods import METHODS
 from raydm.metrics import SELECTABLE
 from raydm.registry import Registry
@@ -82,14 +83,40 @@ class DataConfig(Section):
     moons_noise: float = Field(0.1, ge=0, description="Gaussian noise of the moons samples.")
     moons_samples: int = Field(300, ge=20, description="Points per moons domain (both classes).")
     image_size: int = Field(
-        32, ge=8, description="Side of the square images decoded from folder: and list: domains."
+        32,
+        ge=8,
+        description="Side of the square images are resized to; default: the backbone's "
+        "(32 for the digits nets, 256 for ResNets).",
     )
     image_channels: Literal[1, 3] = Field(
-        1, description="1 (grey) or 3 (RGB) for images decoded from folder: and list: domains."
+        1, description="1 (grey) or 3 (RGB); default: the backbone's (ResNets need 3)."
+    )
+    crop_size: int | None = Field(
+        None,
+        ge=8,
+        description="Random crop in training, centre crop in evaluation; default: the "
+        "backbone's (224 for ResNets, none for the digits nets).",
+    )
+    flip: bool = Field(
+        False, description="Random horizontal flips in training; default: the backbone's."
+    )
+    storage: Literal["auto", "memory", "stream"] = Field(
+        "auto",
+        description="Image files: decoded once into memory, or per batch by DataLoader "
+        "workers (stream); auto: memory when they fit memory_budget_mb.",
+    )
+    memory_budget_mb: int = Field(
+        2048, ge=1, description="Decoded size (uint8) up to which auto keeps images in memory."
     )
     printed_per_class: int = Field(
         500, ge=10, description="Images rendered per digit class for digits_printed."
     )
+
+    @field_validator("root")
+    @classmethod
+    def _absolute_root(cls, root: str) -> str:
+        # A relative root would mean another folder in a trial or from another directory.
+        return root if root.startswith("~") else os.path.abspath(root)
 
     @property
     def root_path(self) -> Path:
@@ -97,10 +124,17 @@ class DataConfig(Section):
 
     @field_validator("source", "target")
     @classmethod
-    def _known_domain(cls, name: str, info) -> str:
-        root = Path(info.data.get("root", "~/.cache/raydm")).expanduser().resolve()
-        find_domain(name, root)  # raises ValueError naming what is wrong
-        return name
+    def _known_domain(cls, name: str) -> str:
+        find_domain(name)  # raises ValueError naming what is wrong
+        return absolute_domain(name)
+
+    @model_validator(mode="after")
+    def _crop_inside_image(self) -> DataConfig:
+        if self.crop_size is not None and self.crop_size > self.image_size:
+            raise ValueError(
+                f"crop_size {self.crop_size} is larger than image_size {self.image_size}"
+            )
+        return self
 
 
 class ModelConfig(Section):
@@ -258,16 +292,36 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _backbone_fits_data(self) -> ExperimentConfig:
-        takes = BACKBONES.get(self.model.backbone).input_kind
+        backbone = BACKBONES.get(self.model.backbone)
         for role in ("source", "target"):
             name = getattr(self.data, role)
-            gives = find_domain(name, self.data.root_path).kind
-            if gives != takes:
+            gives = find_domain(name).kind
+            if gives != backbone.input_kind:
                 raise ValueError(
-                    f"model.backbone {self.model.backbone} takes {takes} but data.{role} "
-                    f"{name} gives {gives}"
+                    f"model.backbone {self.model.backbone} takes {backbone.input_kind} but "
+                    f"data.{role} {name} gives {gives}"
                 )
-        return self
+        wanted = backbone.image_input
+        if wanted is None:
+            return self
+        # The backbone decides the image format unless the user set it; a crop keeps the
+        # backbone's crop-to-size ratio when only the size is set (224/256 of 64 is 56).
+        chosen = self.data.model_fields_set
+        size = self.data.image_size if "image_size" in chosen else wanted.size
+        defaults = {
+            "image_size": size,
+            "image_channels": wanted.channels or self.data.image_channels,
+            "crop_size": wanted.crop and round(wanted.crop * size / wanted.size),
+            "flip": wanted.flip,
+        }
+        unset = {k: v for k, v in defaults.items() if k not in chosen}
+        data = DataConfig.model_validate({**self.data.model_dump(), **unset})
+        if wanted.channels is not None and data.image_channels != wanted.channels:
+            raise ValueError(
+                f"model.backbone {self.model.backbone} takes {wanted.channels}-channel images, "
+                f"but data.image_channels is {data.image_channels}"
+            )
+        return self.model_copy(update={"data": data})
 
     # --- derived views -------------------------------------------------------------------
 
@@ -392,6 +446,13 @@ def config_from_dict(
 # The data are built once per search and the resources and search settings are fixed before
 # any trial starts, so a trial could not vary them.
 UNSEARCHABLE = {"data", "resources", "search", "params"}
+# Fixed with the data: the backbone sets the image format, and its pretrained weights are
+# loaded once by the driver and shipped to the trials with the data.
+FIXED_WITH_DATA = {
+    "model.backbone",
+    "model.backbone_args.pretrained",
+    "model.backbone_args.weights_path",
+}
 
 
 def _check_searchable(config: ExperimentConfig, key: str, source: str) -> None:
@@ -401,6 +462,11 @@ def _check_searchable(config: ExperimentConfig, key: str, source: str) -> None:
         raise ConfigError(
             f"{source}: params.{key}: {parts[0]}.* is fixed for the whole search and cannot "
             "vary per trial; set it in its section or run one search per value"
+        )
+    if key in FIXED_WITH_DATA:
+        raise ConfigError(
+            f"{source}: params.{key}: the backbone and its weights fix the input pipeline and "
+            "are loaded once per search; run one search per value"
         )
     if key == "train.epochs" and config.search.scheduler.type == "asha":
         raise ConfigError(

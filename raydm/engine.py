@@ -7,16 +7,17 @@ each epoch's metrics and state (report and checkpoint, or print).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from raydm import metrics as m
-from raydm.backbones import BACKBONES
+from raydm.backbones import BACKBONES, load_pretrained, pretrained_state
 from raydm.config import ExperimentConfig
-from raydm.data import DomainPair, LabelledSet
+from raydm.data import DomainPair, pipeline
+from raydm.data.pipeline import Loader, TrainBatches, Transform
 from raydm.data.samples import seed_for
 from raydm.methods import METHODS, Method
 
@@ -34,56 +35,16 @@ def choose_device(gpu: float) -> torch.device:
     return torch.device("cuda" if gpu > 0 and torch.cuda.is_available() else "cpu")
 
 
-def build_method(config: ExperimentConfig, data: DomainPair) -> Method:
+def build_method(
+    config: ExperimentConfig, data: DomainPair, pretrained: dict[str, torch.Tensor] | None = None
+) -> Method:
     backbone_entry = BACKBONES.get(config.model.backbone)
-    backbone = backbone_entry.build(config.model.backbone_args, data.input_shape)
+    backbone = backbone_entry.build(
+        config.model.backbone_args, pipeline.model_input_shape(data, config.data)
+    )
+    load_pretrained(backbone, pretrained)
     method_class = METHODS.get(config.method)
     return method_class(config.method_args, backbone, data.num_classes, config.model, config.train)
-
-
-class BatchStream:
-    """Endless shuffled mini-batches drawn by indexing in-memory tensors.
-
-    Each pass over the data is a fresh permutation from a seeded generator whose state is part
-    of the checkpoint, so a resumed trial sees the batches the uninterrupted one would have.
-    """
-
-    def __init__(self, data: LabelledSet, batch_size: int, seed: int) -> None:
-        self.data = data
-        self.batch_size = min(batch_size, len(data))
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(len(data), generator=self.generator)
-        self.position = 0
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(inputs, labels, indices into the data)."""
-        if self.position + self.batch_size > len(self.order):
-            self.order = torch.randperm(len(self.data), generator=self.generator)
-            self.position = 0
-        index = self.order[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
-        return self.data.inputs[index], self.data.labels[index], index
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "generator": self.generator.get_state(),
-            "order": self.order,
-            "position": self.position,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.order = state["order"]
-        self.position = state["position"]
-
-
-def prepare(inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Model-ready floats: uint8 images become [-1, 1] in channels-last layout; points pass."""
-    inputs = inputs.to(device, non_blocking=True)
-    if inputs.dtype == torch.uint8:
-        images = inputs.float().div_(127.5).sub_(1.0)
-        return images.contiguous(memory_format=torch.channels_last)
-    return inputs.float()
 
 
 def place(method: Method, device: torch.device, images: bool) -> Method:
@@ -95,25 +56,20 @@ def place(method: Method, device: torch.device, images: bool) -> Method:
 
 @torch.no_grad()
 def evaluate(
-    method: Method, data: LabelledSet, device: torch.device, batch_size: int
+    method: Method, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], transform: Transform
 ) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``method`` on ``data``."""
+    """(accuracy, mean cross-entropy) of ``method`` over (raw inputs, labels) batches."""
     was_training = method.training
     method.eval()
-    correct, loss = 0, 0.0
-    for start in range(0, len(data), batch_size):
-        inputs = prepare(data.inputs[start : start + batch_size], device)
-        labels = data.labels[start : start + batch_size].to(device)
-        logits = method.predict(inputs)
+    correct, loss, count = 0, 0.0, 0
+    for inputs, labels in batches:
+        labels = labels.to(transform.device)
+        logits = method.predict(transform.evaluation(inputs))
         correct += (logits.argmax(1) == labels).sum().item()
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
+        count += len(labels)
     method.train(was_training)
-    return correct / len(data), loss / len(data)
-
-
-def _batches(data: LabelledSet, device: torch.device, batch_size: int):
-    for start in range(0, len(data), batch_size):
-        yield prepare(data.inputs[start : start + batch_size], device)
+    return correct / count, loss / count
 
 
 def pseudo_label_stats(pseudo_labels: torch.Tensor, data: DomainPair) -> dict[str, float]:
@@ -137,21 +93,41 @@ def fit(
     data: DomainPair,
     on_epoch: EpochCallback | None = None,
     resume_from: dict[str, Any] | None = None,
+    pretrained: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Train ``config`` on ``data``; return the last epoch's metrics.
 
     ``on_epoch(epoch, metrics, state)`` runs after every epoch; ``state`` is what
     ``resume_from`` needs to continue exactly where that epoch ended. It holds the live
-    tensors, not copies: save or copy it before returning.
+    tensors, not copies: save or copy it before returning. ``pretrained`` is the backbone's
+    starting weights when the caller has loaded them already (a search loads them once).
     """
     if config.params:
         raise ValueError(f"fit needs a fixed config; still searched: {', '.join(config.params)}")
     train = config.train
+    if pretrained is None:
+        pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
     torch.manual_seed(seed_for(train.seed, "init"))
     device = choose_device(config.resources.gpu)
-    method = place(build_method(config, data), device, images=len(data.input_shape) == 3)
-    source = BatchStream(data.source_train, train.batch_size, seed_for(train.seed, "source"))
-    target = BatchStream(data.target_train, train.batch_size, seed_for(train.seed, "target"))
+    images = len(data.input_shape) == 3
+    method = place(build_method(config, data, pretrained), device, images)
+    transform = Transform(
+        config.data,
+        BACKBONES.get(config.model.backbone).image_input,
+        device,
+        seed_for(train.seed, "augment"),
+    )
+    # DataLoader workers only where images stream from disk; in-memory batches are indexed.
+    workers = max(1, int(config.resources.cpu)) if data.streamed else 0
+    loader = Loader(
+        config.data.image_size, config.data.image_channels, workers, device.type == "cuda"
+    )
+    source = TrainBatches(
+        data.source_train, train.batch_size, seed_for(train.seed, "source"), loader
+    )
+    target = TrainBatches(
+        data.target_train, train.batch_size, seed_for(train.seed, "target"), loader
+    )
     iterations = train.iters_per_epoch or max(1, len(data.source_train) // train.batch_size)
     total = iterations * train.epochs
     first_epoch = 0
@@ -159,18 +135,23 @@ def fit(
         method.load_state_dict(resume_from["model"])
         for optimizer, state in zip(method.optimizers(), resume_from["optimizers"], strict=True):
             optimizer.load_state_dict(state)
-        source.load_state_dict(resume_from["source_stream"])
-        target.load_state_dict(resume_from["target_stream"])
+        source.stream.load_state_dict(resume_from["source_stream"])
+        target.stream.load_state_dict(resume_from["target_stream"])
+        transform.generator.set_state(resume_from["augment_rng"])
         torch.set_rng_state(resume_from["torch_rng"])
         first_epoch = resume_from["epoch"]
+
+    def target_batches():
+        for inputs, _ in pipeline.evaluation_batches(
+            data.target_train, train.eval_batch_size, loader
+        ):
+            yield transform.evaluation(inputs)
 
     epoch_metrics: dict[str, float] = {}
     method.train()
     for epoch in range(first_epoch, train.epochs):
         sums: dict[str, float] = defaultdict(float)
-        pseudo_labels = method.start_epoch(
-            epoch, lambda: _batches(data.target_train, device, train.eval_batch_size)
-        )
+        pseudo_labels = method.start_epoch(epoch, target_batches)
         for step in range(iterations):
             progress = (epoch * iterations + step) / total
             lr = learning_rate(progress, train.lr, train.lr_schedule, train.lr_alpha, train.lr_beta)
@@ -180,9 +161,9 @@ def fit(
             source_inputs, source_labels, _ = source.next()
             target_inputs, _, target_index = target.next()  # target labels never reach it
             stats = method.update(
-                prepare(source_inputs, device),
+                transform.train(source_inputs),
                 source_labels.to(device),
-                prepare(target_inputs, device),
+                transform.train(target_inputs),
                 target_index.to(device),
                 progress,
             )
@@ -192,8 +173,16 @@ def fit(
         epoch_metrics[m.TRAIN_LR] = lr
         if pseudo_labels is not None:
             epoch_metrics.update(pseudo_label_stats(pseudo_labels, data))
-        val_acc, val_loss = evaluate(method, data.source_val, device, train.eval_batch_size)
-        target_acc, _ = evaluate(method, data.target_test, device, train.eval_batch_size)
+        val_acc, val_loss = evaluate(
+            method,
+            pipeline.evaluation_batches(data.source_val, train.eval_batch_size, loader),
+            transform,
+        )
+        target_acc, _ = evaluate(
+            method,
+            pipeline.evaluation_batches(data.target_test, train.eval_batch_size, loader),
+            transform,
+        )
         epoch_metrics.update(
             {
                 m.SOURCE_VAL_ACC: val_acc,
@@ -207,10 +196,13 @@ def fit(
             state = {
                 "model": method.state_dict(),
                 "optimizers": [opt.state_dict() for opt in method.optimizers()],
-                "source_stream": source.state_dict(),
-                "target_stream": target.state_dict(),
+                "source_stream": source.stream.state_dict(),
+                "target_stream": target.stream.state_dict(),
+                "augment_rng": transform.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "epoch": epoch + 1,
             }
             on_epoch(epoch + 1, epoch_metrics, state)
+    source.close()
+    target.close()
     return epoch_metrics

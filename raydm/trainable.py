@@ -22,7 +22,13 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"
 
 
-def train_trial(sampled: dict[str, Any], *, base: ExperimentConfig, data: DomainPair) -> None:
+def train_trial(
+    sampled: dict[str, Any],
+    *,
+    base: ExperimentConfig,
+    data: DomainPair,
+    pretrained: dict[str, torch.Tensor] | None,
+) -> None:
     config = base.fixed(sampled)
     # Torch would otherwise start one thread per core in every trial and oversubscribe them.
     torch.set_num_threads(max(1, int(config.resources.cpu)))
@@ -30,7 +36,7 @@ def train_trial(sampled: dict[str, Any], *, base: ExperimentConfig, data: Domain
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            resume_from = torch.load(Path(directory) / STATE_FILE, weights_only=False)
+            resume_from = torch.load(Path(directory) / STATE_FILE, weights_only=True)
 
     def report(epoch: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as directory:
@@ -38,4 +44,4 @@ def train_trial(sampled: dict[str, Any], *, base: ExperimentConfig, data: Domain
             (Path(directory) / CONFIG_FILE).write_text(config.to_yaml())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    engine.fit(config, data, on_epoch=report, resume_from=resume_from)
+    engine.fit(config, data, on_epoch=report, resume_from=resume_from, pretrained=pretrained)

@@ -25,6 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raydm import metrics as m
 from raydm.config import ExperimentConfig
+from raydm.backbones import pretrained_state
 from raydm.data import load_domain_pair
 from raydm.search_space import to_tune_space
 from raydm.trainable import train_trial
@@ -164,11 +165,14 @@ def run_search(
         storage_path = str(Path(storage_path).expanduser().resolve())
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
     echo("preparing data ...")
-    data = load_domain_pair(config.data)  # first: bad data stops the search before Ray starts
+    # First: bad data or weights stop the search before Ray starts. Both are loaded once and
+    # reach every trial through the object store.
+    data = load_domain_pair(config.data)
+    pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
     connect(address, echo)
     requested, config = config, fit_to_cluster(config, echo)
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, base=config, data=data),
+        tune.with_parameters(train_trial, base=config, data=data, pretrained=pretrained),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
     progress = SearchProgress(config, echo)

@@ -3,11 +3,21 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
+
+from raydm.backbones import BACKBONES
+from raydm.data.pipeline import Transform
 
 # Keep every Ray process of the tests on loopback.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+def model_inputs(config, raw: torch.Tensor) -> torch.Tensor:
+    """Stored samples as the backbone of ``config`` receives them in evaluation."""
+    image_input = BACKBONES.get(config.model.backbone).image_input
+    return Transform(config.data, image_input, torch.device("cpu"), seed=0).evaluation(raw)
 
 
 @pytest.fixture

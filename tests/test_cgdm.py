@@ -7,7 +7,7 @@ from torch import nn
 
 from raydm.config import load_config
 from raydm.data import load_domain_pair
-from raydm.engine import build_method, prepare
+from raydm.engine import build_method
 from raydm.methods.cgdm import (
     classifier_discrepancy,
     cluster_pseudo_labels,
@@ -15,7 +15,7 @@ from raydm.methods.cgdm import (
     information_maximization,
     weighted_cross_entropy,
 )
-from tests.conftest import SPACES
+from tests.conftest import SPACES, model_inputs
 
 
 def _cos(a, b):
@@ -181,10 +181,9 @@ def digits_cgdm(data_root):
     data = load_domain_pair(config.data)
     torch.manual_seed(0)
     method = build_method(config, data)
-    cpu = torch.device("cpu")
     method.train()
-    source = prepare(data.source_train.inputs[:8], cpu)
-    target = prepare(data.target_train.inputs[:8], cpu)
+    source = model_inputs(config, data.source_train.inputs[:8])
+    target = model_inputs(config, data.target_train.inputs[:8])
     pseudo = torch.randint(0, 10, (8,))
     return method, torch.cat([source, target]), data.source_train.labels[:8], pseudo
 

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import ray
 from click.testing import CliRunner
@@ -133,7 +135,7 @@ def test_set_values_are_typed_by_the_schema(write_space):
             "data.root=2024",
         ],
     )
-    assert config.data.root == "2024"  # a directory name that happens to be a number
+    assert config.data.root == os.path.abspath("2024")  # a folder name that is a number
     assert config.train.epochs == 5 and isinstance(config.train.epochs, int)
     assert config.train.lr == pytest.approx(1e-3) and isinstance(config.train.lr, float)
     assert config.train.nesterov is True

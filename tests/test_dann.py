@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 from raydm.config import load_config
 from raydm.data import load_domain_pair
-from raydm.engine import build_method, learning_rate, prepare
+from raydm.engine import build_method, learning_rate
 from raydm.methods.dann import adaptation_weight, reverse_gradient
-from tests.conftest import SPACES
+from tests.conftest import SPACES, model_inputs
 
 
 def test_gradient_reversal_is_identity_forward_and_negates_scaled_gradient():
@@ -58,9 +58,10 @@ def _moons_dann(data_root, *overrides):
 def test_dann_update_gives_the_features_the_reversed_scaled_domain_gradient(data_root, monkeypatch):
     """Through DANN.update: G's gradient is grad(L_cls) - lambda_p grad(L_domain), while the
     domain classifier gets grad(L_domain) at full strength (JMLR: lambda scales G's part only)."""
-    _, data, method = _moons_dann(data_root)
-    cpu = torch.device("cpu")
-    source, target = (prepare(d.inputs[:16], cpu) for d in (data.source_train, data.target_train))
+    config, data, method = _moons_dann(data_root)
+    source, target = (
+        model_inputs(config, d.inputs[:16]) for d in (data.source_train, data.target_train)
+    )
     labels = data.source_train.labels[:16]
     monkeypatch.setattr(method.optimizer, "step", lambda: None)  # keep the gradients, not steps
     stats = method.update(source, labels, target, torch.arange(16), progress=0.3)
@@ -82,9 +83,9 @@ def test_dann_update_gives_the_features_the_reversed_scaled_domain_gradient(data
 
 
 def test_dann_update_reports_the_scheduled_lambda(data_root):
-    _, data, method = _moons_dann(data_root, "method_args.lambda_max=0.5")
-    source = prepare(data.source_train.inputs[:8], torch.device("cpu"))
-    target = prepare(data.target_train.inputs[:8], torch.device("cpu"))
+    config, data, method = _moons_dann(data_root, "method_args.lambda_max=0.5")
+    source = model_inputs(config, data.source_train.inputs[:8])
+    target = model_inputs(config, data.target_train.inputs[:8])
     stats = method.update(
         source, data.source_train.labels[:8], target, torch.arange(8), progress=0.5
     )
@@ -95,8 +96,8 @@ def test_dann_update_reports_the_scheduled_lambda(data_root):
 
 
 def test_source_only_never_looks_at_the_target(data_root):
-    _, data, method = _moons_dann(data_root, "method=source_only", "method_args={}")
-    source = prepare(data.source_train.inputs[:8], torch.device("cpu"))
+    config, data, method = _moons_dann(data_root, "method=source_only", "method_args={}")
+    source = model_inputs(config, data.source_train.inputs[:8])
     labels = data.source_train.labels[:8]
     torch.manual_seed(1)
     before = [p.clone() for p in method.parameters()]

@@ -106,13 +106,20 @@ def test_class_mismatch_names_both_domains_and_the_classes(tmp_path):
         (lambda root: (root.mkdir(), root)[1], "has no class sub-folders"),
     ],
 )
-def test_missing_folder_is_a_config_error_naming_the_key(tmp_path, write_space, make, expected):
+def test_missing_folder_is_a_one_line_error_naming_file_and_key(
+    tmp_path, write_space, make, expected
+):
     path = make(tmp_path / "nowhere")
     space = write_space(
         f"method: source_only\ndata: {{source: 'folder:{path}', target: digits_handwritten}}\n"
     )
-    with pytest.raises(ConfigError, match=f"data.source: folder .*nowhere {expected}"):
-        load_config(space)
+    load_config(space)  # the name is valid; whether the folder exists is the loader's question
+    result = CliRunner().invoke(main, ["train", "--config", str(space)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"raydm: error: {space}: data.source: folder {path} {expected}"
+        + (" (expected PATH/<class>/<image>)" if "sub-folders" in expected else "")
+    ]
 
 
 def test_corrupt_image_and_bad_list_line_are_clear_errors(tmp_path):

@@ -127,8 +127,8 @@ def test_missing_benchmark_folder_says_where_and_in_which_layout(tmp_path, write
         f"method: source_only\ndata: {{root: {tmp_path}, source: 'office31:amazon', "
         "target: 'office31:webcam'}\n"
     )
-    with pytest.raises(ConfigError) as caught:
-        load_config(space)
+    with pytest.raises(DataError) as caught:
+        load_domain_pair(load_config(space).data)
     message = str(caught.value)
     assert "data.source: office31:amazon is not under" in message
     assert f"{tmp_path}/office31/amazon/images/<class>/<image>.jpg" in message

@@ -2,19 +2,23 @@
 
 ``folder:PATH``: one sub-folder per class, class names from the folder names (sorted).
 ``list:FILE``: one sample per line, ``relative/path label``; the label is the last token (paths
-may contain spaces) and paths are relative to the list's folder. Images are decoded once, resized
-to ``data.image_size`` square and held as uint8 tensors (grey or RGB per ``data.image_channels``).
+may contain spaces) and paths are relative to the list's folder, or else to ``data.root`` (as in
+lists that name ``domain/images/...`` from the dataset's top). Images are resized to
+``data.image_size`` square, grey or RGB per ``data.image_channels``, and decoded once into memory
+when they fit ``data.memory_budget_mb``, otherwise batch by batch.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from raydm.data.samples import DomainSamples, LabelledSet
+from raydm.data.samples import DomainSamples, ImageFiles, LabelledSet
 
 if TYPE_CHECKING:
     from raydm.config import DataConfig
@@ -45,50 +49,83 @@ def build_folder(path: Path, config: DataConfig) -> DomainSamples:
         labels += [index] * len(images)
     if not files:
         raise ValueError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return _samples(files, labels, class_names, config)
+    return _samples(files, labels, class_names)
 
 
-def build_list(path: Path, config: DataConfig) -> DomainSamples:
+def build_list(path: Path, config: DataConfig, base: Path | None = None) -> DomainSamples:
+    """The images an image list names; ``base`` is the folder its paths start from (by default
+    the list's folder, or ``data.root`` if the first image is only found there)."""
     check_list(path)
-    files, raw_labels = [], []
+    relatives, raw_labels = [], []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         relative, _, label = line.rstrip().rpartition(" ")
         if not relative or not label.lstrip("-").isdigit():
             raise ValueError(f"{path} line {number}: expected 'relative/path label', got {line!r}")
-        files.append(path.parent / relative.strip())
+        relatives.append(relative.strip())
         raw_labels.append(int(label))
-    if not files:
+    if not relatives:
         raise ValueError(f"image list {path} is empty")
+    if base is None:
+        base = path.parent
+        if not (base / relatives[0]).exists() and (config.root_path / relatives[0]).exists():
+            base = config.root_path
     # Labels keep their numeric meaning across domains: class k is named "k".
     class_names = tuple(str(k) for k in sorted(set(raw_labels)))
     index = {int(name): i for i, name in enumerate(class_names)}
     labels = [index[k] for k in raw_labels]
-    return _samples(files, labels, class_names, config)
+    return _samples([base / relative for relative in relatives], labels, class_names)
 
 
-def _samples(
-    files: list[Path], labels: list[int], class_names: tuple[str, ...], config: DataConfig
-) -> DomainSamples:
-    images = _decode(files, config)
-    return DomainSamples(LabelledSet(images, torch.tensor(labels)), None, class_names)
+def _samples(files: list[Path], labels: list[int], class_names: tuple[str, ...]) -> DomainSamples:
+    paths = np.array([str(file) for file in files])
+    return DomainSamples(ImageFiles(paths, torch.tensor(labels)), None, class_names)
 
 
-def _decode(files: list[Path], config: DataConfig) -> torch.Tensor:
+def decode_image(path: str, size: int, channels: int) -> torch.Tensor:
+    """One image file as a uint8 C x size x size tensor; ValueError naming the file if it
+    cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
-    mode = "L" if config.image_channels == 1 else "RGB"
-    size = (config.image_size, config.image_size)
-    arrays = []
-    for file in files:
+    mode = "L" if channels == 1 else "RGB"
+    try:
+        with Image.open(path) as image:
+            # JPEG can decode straight at a reduced scale no smaller than the target: much
+            # faster for photos several times the size they are resized to.
+            image.draft(mode, (size, size))
+            pixels = np.asarray(
+                image.convert(mode).resize((size, size), Image.Resampling.BILINEAR),
+                dtype=np.uint8,
+            )
+    except FileNotFoundError:
+        raise ValueError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"image {path} cannot be read: {err}") from None
+    tensor = torch.from_numpy(pixels.copy())
+    return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1).contiguous()
+
+
+def decode_all(files: ImageFiles, size: int, channels: int) -> LabelledSet:
+    """Every image of ``files`` decoded in memory; threads, since PIL decodes without the GIL."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        images = list(pool.map(lambda path: decode_image(path, size, channels), files.paths))
+    return LabelledSet(torch.stack(images), files.labels)
+
+
+def check_readable(files: ImageFiles) -> None:
+    """Raise ValueError naming the first file that is missing or not an image; reads headers
+    only, so it is quick even for a dataset streamed because it is too big to decode."""
+    from PIL import Image, UnidentifiedImageError
+
+    def check(path: str) -> None:
         try:
-            with Image.open(file) as image:
-                image = image.convert(mode).resize(size, Image.Resampling.BILINEAR)
-                arrays.append(np.asarray(image, dtype=np.uint8))
+            with Image.open(path):
+                pass
         except FileNotFoundError:
-            raise ValueError(f"image {file} does not exist") from None
+            raise ValueError(f"image {path} does not exist") from None
         except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"image {file} cannot be read: {err}") from None
-    stacked = torch.from_numpy(np.stack(arrays))
-    return stacked.unsqueeze(1) if config.image_channels == 1 else stacked.permute(0, 3, 1, 2)
+            raise ValueError(f"image {path} cannot be read: {err}") from None
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(check, files.paths))

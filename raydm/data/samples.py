@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,12 +22,27 @@ class LabelledSet:
         return LabelledSet(self.inputs[index], self.labels[index])
 
 
+@dataclass(frozen=True, eq=False)
+class ImageFiles:
+    """Labelled images still on disk: decoded once into a ``LabelledSet`` when they fit the
+    memory budget, or batch by batch by DataLoader workers when they do not."""
+
+    paths: np.ndarray  # of str: subsets index it as fast as the labels
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> ImageFiles:
+        return ImageFiles(self.paths[index.numpy()], self.labels[index])
+
+
 @dataclass(frozen=True)
 class DomainSamples:
     """What a domain builder returns; ``test`` is None when the data has no official split."""
 
-    train: LabelledSet
-    test: LabelledSet | None
+    train: LabelledSet | ImageFiles
+    test: LabelledSet | ImageFiles | None
     class_names: tuple[str, ...]
 
 

@@ -2,8 +2,9 @@
 
 MNIST, USPS and SVHN download through torchvision when the network allows; raydm then reads
 the files itself (USPS's libsvm .bz2, SVHN's .mat) so that any copy in the published format
-works. Office-31, Office-Home and VisDA-2017 have no stable public download: their folders must
-be put in place by hand, and a missing one is an error that says where and in which layout.
+works. MNIST-M, Office-31, Office-Home and VisDA-2017 have no stable public download: their
+folders must be put in place by hand, and a missing one is an error that says where and in which
+layout.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from raydm.data import files
 from raydm.data.samples import DomainSamples, LabelledSet, fit_images
 
 if TYPE_CHECKING:
@@ -41,21 +43,49 @@ IMAGE_BENCHMARKS = {
 }
 
 
-def benchmark_location(benchmark: str, domain: str, root: Path) -> Path:
-    """The folder (or list file) of one domain of Office-31, Office-Home or VisDA."""
-    domains, layout = IMAGE_BENCHMARKS[benchmark]
+def benchmark_location(benchmark: str, domain: str) -> str:
+    """Where one domain of Office-31, Office-Home or VisDA lives, relative to ``data.root``:
+    its class tree or its image list. Checks the name only; ``build_benchmark`` checks the disk."""
+    domains, _ = IMAGE_BENCHMARKS[benchmark]
     if domain not in domains:
         raise ValueError(f"{benchmark} has domains {', '.join(domains)}, not {domain!r}")
-    relative = layout.split(" (")[0].format(domain=domain)
-    location = root / relative.split("/<")[0]
     if benchmark == "visda":
-        location = root / "visda" / domain / "image_list.txt"
+        return f"visda/{domain}/image_list.txt"
+    return IMAGE_BENCHMARKS[benchmark][1].format(domain=domain).split("/<")[0]
+
+
+def build_benchmark(benchmark: str, domain: str, config: DataConfig) -> DomainSamples:
+    root = config.root_path
+    location = root / benchmark_location(benchmark, domain)
     if not location.exists():
+        layout = IMAGE_BENCHMARKS[benchmark][1].format(domain=domain)
         raise ValueError(
             f"{benchmark}:{domain} is not under {root}: no public download exists; "
-            f"put it there as {root}/{layout.format(domain=domain)}"
+            f"put it there as {root}/{layout}"
         )
-    return location
+    if location.suffix == ".txt":
+        return files.build_list(location, config)
+    return files.build_folder(location, config)
+
+
+def build_mnistm(config: DataConfig) -> DomainSamples:
+    """MNIST-M (Ganin & Lempitsky 2015) as its archive unpacks: ``mnist_m/mnist_m_train/`` with
+    ``mnist_m/mnist_m_train_labels.txt`` ("00000000.png 5" lines), and the same for test."""
+    folder = config.root_path / "mnist_m"
+    parts = []
+    for split in ("train", "test"):
+        labels_file = folder / f"mnist_m_{split}_labels.txt"
+        if not labels_file.exists():
+            raise ValueError(
+                f"MNIST-M is not under {config.root_path}: it has no stable public download; "
+                f"unpack Ganin's mnist_m.tar.gz there so that {labels_file} and "
+                f"{folder / f'mnist_m_{split}'}/ exist (train and test)"
+            )
+        samples = files.build_list(labels_file, config, base=folder / f"mnist_m_{split}")
+        if samples.class_names != DIGITS:
+            raise ValueError(f"{labels_file} has labels {samples.class_names}, expected 0..9")
+        parts.append(samples.train)
+    return DomainSamples(parts[0], parts[1], DIGITS)
 
 
 def build_mnist(config: DataConfig) -> DomainSamples:

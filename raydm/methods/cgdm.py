@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from raydm.backbones import parameter_groups
 from raydm.methods.base import Method, MethodArgs
 
 # The official code adds this inside its logarithms; kept so loss values match it.
@@ -191,10 +192,12 @@ class CGDM(Method):
         # A buffer so that .to(device) moves it; not persistent because its length changes
         # (empty until the first clustering): the checkpoint carries it as extra state.
         self.register_buffer("pseudo_labels", torch.empty(0, dtype=torch.int64), persistent=False)
-        g_lr = train.lr * train.backbone_lr_mult
+        g_groups = parameter_groups(backbone, train.backbone_lr_mult)
+        for group in g_groups:
+            group["lr"] = train.lr * group["lr_mult"]
         self.generator_optimizer = torch.optim.SGD(
-            [{"params": backbone.parameters(), "lr_mult": train.backbone_lr_mult, "lr": g_lr}],
-            lr=g_lr,
+            g_groups,
+            lr=train.lr,
             momentum=args.generator_momentum,
             weight_decay=train.weight_decay,
         )

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raydm.backbones import parameter_groups
 from raydm.methods.base import Method, MethodArgs, classifier, sgd
 
 
@@ -25,7 +26,7 @@ class SourceOnly(Method):
         )
         self.optimizer = sgd(
             [
-                {"params": backbone.parameters(), "lr_mult": train.backbone_lr_mult},
+                *parameter_groups(backbone, train.backbone_lr_mult),
                 {"params": self.head.parameters()},
             ],
             train.lr,
