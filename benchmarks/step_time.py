@@ -65,7 +65,7 @@ def main() -> None:
     config = config_from_dict(raw)
     n = args.batch_size
     images = LabelledSet(torch.randn(4 * n, 1, 32, 32), torch.randint(0, 10, (4 * n,)))
-    data = DomainPair(images, images, images, images, tuple("0123456789"))
+    data = DomainPair(images, images, images, images, tuple("0123456789"), (1, 32, 32))
     method = build_method(config, data)
     if not args.official_style:  # the official code keeps torch's default layout
         method = place(method, torch.device("cpu"), images=True)

@@ -105,8 +105,8 @@ class DataConfig(Section):
         description="Image files: decoded once into memory, or per batch by DataLoader "
         "workers (stream); auto: memory when they fit memory_budget_mb.",
     )
-    memory_budget_mb: int = Field(
-        2048, ge=1, description="Decoded size (uint8) up to which auto keeps images in memory."
+    memory_budget_mb: float = Field(
+        2048, gt=0, description="Decoded size (uint8) up to which auto keeps images in memory."
     )
     printed_per_class: int = Field(
         500, ge=10, description="Images rendered per digit class for digits_printed."
@@ -127,14 +127,6 @@ class DataConfig(Section):
     def _known_domain(cls, name: str) -> str:
         find_domain(name)  # raises ValueError naming what is wrong
         return absolute_domain(name)
-
-    @model_validator(mode="after")
-    def _crop_inside_image(self) -> DataConfig:
-        if self.crop_size is not None and self.crop_size > self.image_size:
-            raise ValueError(
-                f"crop_size {self.crop_size} is larger than image_size {self.image_size}"
-            )
-        return self
 
 
 class ModelConfig(Section):
@@ -320,6 +312,10 @@ class ExperimentConfig(Section):
             raise ValueError(
                 f"model.backbone {self.model.backbone} takes {wanted.channels}-channel images, "
                 f"but data.image_channels is {data.image_channels}"
+            )
+        if data.crop_size is not None and data.crop_size > data.image_size:
+            raise ValueError(
+                f"data.crop_size {data.crop_size} is larger than data.image_size {data.image_size}"
             )
         return self.model_copy(update={"data": data})
 

@@ -24,8 +24,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from raydm import metrics as m
-from raydm.config import ExperimentConfig
 from raydm.backbones import pretrained_state
+from raydm.config import ExperimentConfig
 from raydm.data import load_domain_pair
 from raydm.search_space import to_tune_space
 from raydm.trainable import train_trial

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from raydm.cli import main
-from raydm.config import ConfigError, DataConfig, load_config
+from raydm.config import DataConfig, load_config
 from raydm.data import load_domain_pair
 
 CLASSES = ("cat", "dog", "fox")
@@ -155,13 +155,13 @@ train: {{epochs: 2, batch_size: 8, iters_per_epoch: 3}}
 
 
 @pytest.mark.ray
-def test_search_on_two_image_folders_end_to_end(tmp_path, write_space, ray_session):
+def test_search_streaming_two_image_folders_end_to_end(tmp_path, write_space, ray_session):
     _folder(tmp_path / "src", per_class=8)
     _folder(tmp_path / "tgt", per_class=8)
     space = write_space(
         f"""
 method: dann
-data: {{source: 'folder:{tmp_path / "src"}', target: 'folder:{tmp_path / "tgt"}'}}
+data: {{source: 'folder:{tmp_path / "src"}', target: 'folder:{tmp_path / "tgt"}', storage: stream}}
 model: {{backbone: lenet}}
 train: {{epochs: 2, batch_size: 8, iters_per_epoch: 2}}
 search: {{num_samples: 2, scheduler: {{type: fifo}}}}

@@ -11,6 +11,7 @@ from scipy.io import savemat
 
 from raydm.config import ConfigError, DataConfig, load_config
 from raydm.data import DataError, load_domain_pair, standard
+from tests.conftest import SPACES
 
 
 def _write_idx(path, array: np.ndarray, magic: int) -> None:
@@ -160,3 +161,72 @@ def test_corrupt_usps_file_is_a_clear_error(tmp_path):
         (tmp_path / "usps" / name).write_bytes(b"not bz2")
     with pytest.raises(ValueError, match="usps.bz2 is not a bz2-compressed libsvm file"):
         standard.build_usps(DataConfig(root=str(tmp_path)))
+
+
+def _mnistm(root, n_train=20, n_test=10):
+    folder = root / "mnist_m"
+    for split, n in (("train", n_train), ("test", n_test)):
+        (folder / f"mnist_m_{split}").mkdir(parents=True)
+        lines = []
+        for i in range(n):
+            name = f"{i:08d}.png"
+            Image.new("RGB", (28, 28), (20 * (i % 10), 100, 0)).save(
+                folder / f"mnist_m_{split}" / name
+            )
+            lines.append(f"{name} {i % 10}")
+        (folder / f"mnist_m_{split}_labels.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_mnistm_loads_from_its_unpacked_archive(tmp_path):
+    _mnistm(tmp_path)
+    _mnist(tmp_path)
+    config = DataConfig(root=str(tmp_path), source="mnist", target="mnistm", image_channels=3)
+    samples = standard.build_mnistm(config)
+    assert samples.class_names == standard.DIGITS
+    assert (len(samples.train), len(samples.test)) == (20, 10)
+    pair = load_domain_pair(config)
+    assert len(pair.target_train) == 20 and len(pair.target_test) == 10  # the official test split
+    images, labels = pair.target_train.inputs, pair.target_train.labels
+    assert images.shape[1:] == (3, 32, 32)
+    assert torch.equal(((images[:, 0, 16, 16].float() / 20).round().long()), labels)
+
+
+def test_missing_mnistm_says_where_to_unpack_it(tmp_path):
+    config = DataConfig(root=str(tmp_path), source="mnistm", target="digits_handwritten")
+    with pytest.raises(DataError) as caught:
+        load_domain_pair(config)
+    message = str(caught.value)
+    assert message.startswith(f"data.source: MNIST-M is not under {tmp_path}")
+    assert f"{tmp_path}/mnist_m/mnist_m_train_labels.txt" in message
+
+
+def test_list_paths_may_start_at_the_data_root(tmp_path):
+    """TLlib-style lists name images from the dataset's top (amazon/images/...)."""
+    _office_tree(tmp_path, "amazon")
+    listing = tmp_path / "lists" / "amazon.txt"
+    listing.parent.mkdir()
+    listing.write_text(
+        "".join(
+            f"office31/amazon/images/{name}/frame_{i:04d}.jpg {label}\n"
+            for label, name in enumerate(("back_pack", "bike"))
+            for i in range(3)
+        )
+    )
+    config = DataConfig(root=str(tmp_path), source=f"list:{listing}", target=f"list:{listing}")
+    pair = load_domain_pair(config)
+    assert len(pair.source_train) + len(pair.source_val) == 6
+
+
+def test_relative_folder_domains_are_saved_as_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = DataConfig(root="data", source="folder:photos/src", target="list:~/lists/t.txt")
+    assert config.source == f"folder:{tmp_path / 'photos' / 'src'}"
+    assert config.target.startswith("list:/") and config.target.endswith("/lists/t.txt")
+    assert config.root == str(tmp_path / "data")
+
+
+@pytest.mark.parametrize("space", sorted(SPACES.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_search_space_validates(space):
+    config = load_config(space)
+    assert config.params, "a shipped search space searches something"
+    assert not config.search.metric.startswith("oracle/")  # label-free by default
