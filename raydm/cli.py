@@ -10,6 +10,7 @@ from raydm import __version__
 
 USAGE_ERROR = 2
 RUNTIME_ERROR = 1
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
 
 
 def fail(message: str, code: int) -> None:
@@ -79,7 +80,7 @@ def tune(space, overrides, name, storage_path, address, resume) -> None:
         fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
     from raydm.backbones import WeightsError
     from raydm.data import DataError
-    from raydm.tuning import leaderboard, run_search
+    from raydm.tuning import ClusterError, leaderboard, run_search
 
     try:
         outcome = run_search(
@@ -92,10 +93,18 @@ def tune(space, overrides, name, storage_path, address, resume) -> None:
         )
     except (DataError, WeightsError) as err:
         fail(f"{space}: {err}", USAGE_ERROR)
+    except ClusterError as err:
+        fail(f"--address: {err}", RUNTIME_ERROR)
     click.echo("")
     click.echo(leaderboard(outcome, config))
     click.echo("")
     click.echo(f"experiment: {outcome.experiment_dir}")
+    if outcome.unfinished:
+        fail(
+            f"interrupted with {outcome.unfinished} trials unfinished; the search state is "
+            f"saved: continue it with --name {outcome.experiment_dir.name} --resume",
+            INTERRUPTED,
+        )
     if outcome.best_config is None:
         fail("no trial reported a result; see the trial logs in the experiment", RUNTIME_ERROR)
     click.echo(f"best config: {outcome.experiment_dir / 'best.yaml'}")

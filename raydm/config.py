@@ -233,18 +233,28 @@ class SearchConfig(Section):
 
 
 class ResourcesConfig(Section):
-    cpu: float = Field(1.0, gt=0, description="CPUs per trial (also torch's thread count).")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial: 0, a whole number, or 1/k.")
+    cpu: float = Field(
+        1.0, gt=0, description="CPUs per trial (torch's threads; DataLoader workers if streaming)."
+    )
+    gpu: float | Literal["auto"] = Field(
+        0.0,
+        description="GPUs per trial: 0, a whole number, 1/k (k trials share a GPU), or auto: "
+        "the smallest 1/k share that fits a trial's measured peak memory.",
+    )
 
     @field_validator("gpu")
     @classmethod
-    def _packable_fraction(cls, gpu: float) -> float:
+    def _packable_fraction(cls, gpu: float | str) -> float | str:
         # Ray can hang on fractions that do not tile a GPU (e.g. 0.3); allow 1/k or whole.
-        if gpu == 0 or float(gpu).is_integer():
+        if gpu == "auto" or gpu == 0 or float(gpu).is_integer():
             return gpu
-        if gpu < 1 and math.isclose(1 / gpu, round(1 / gpu), rel_tol=1e-6):
+        if 0 < gpu < 1 and math.isclose(1 / gpu, round(1 / gpu), rel_tol=1e-6):
             return gpu
-        raise ValueError(f"gpu must be 0, a whole number or 1/k (0.5, 0.25, ...), got {gpu}")
+        raise ValueError(f"gpu must be 0, a whole number, 1/k (0.5, 0.25, ...) or auto, got {gpu}")
+
+    @property
+    def wants_gpu(self) -> bool:
+        return self.gpu == "auto" or self.gpu > 0
 
 
 class ExperimentConfig(Section):

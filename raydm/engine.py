@@ -6,6 +6,7 @@ each epoch's metrics and state (report and checkpoint, or print).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -24,6 +25,10 @@ from raydm.methods import METHODS, Method
 EpochCallback = Callable[[int, dict[str, float], dict[str, Any]], None]
 
 
+class Diverged(RuntimeError):
+    """A loss became NaN or infinite: the trial cannot recover, so it is not retried."""
+
+
 def learning_rate(progress: float, lr: float, schedule: str, alpha: float, beta: float) -> float:
     """mu_p = mu_0 / (1 + alpha p)^beta (DANN, Ganin & Lempitsky 2015), or mu_0 if constant."""
     if schedule == "constant":
@@ -31,8 +36,8 @@ def learning_rate(progress: float, lr: float, schedule: str, alpha: float, beta:
     return lr / (1.0 + alpha * progress) ** beta
 
 
-def choose_device(gpu: float) -> torch.device:
-    return torch.device("cuda" if gpu > 0 and torch.cuda.is_available() else "cpu")
+def choose_device(wants_gpu: bool) -> torch.device:
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
 def build_method(
@@ -108,26 +113,8 @@ def fit(
     if pretrained is None:
         pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
     torch.manual_seed(seed_for(train.seed, "init"))
-    device = choose_device(config.resources.gpu)
-    images = len(data.input_shape) == 3
-    method = place(build_method(config, data, pretrained), device, images)
-    transform = Transform(
-        config.data,
-        BACKBONES.get(config.model.backbone).image_input,
-        device,
-        seed_for(train.seed, "augment"),
-    )
-    # DataLoader workers only where images stream from disk; in-memory batches are indexed.
-    workers = max(1, int(config.resources.cpu)) if data.streamed else 0
-    loader = Loader(
-        config.data.image_size, config.data.image_channels, workers, device.type == "cuda"
-    )
-    source = TrainBatches(
-        data.source_train, train.batch_size, seed_for(train.seed, "source"), loader
-    )
-    target = TrainBatches(
-        data.target_train, train.batch_size, seed_for(train.seed, "target"), loader
-    )
+    device = choose_device(config.resources.wants_gpu)
+    method, transform, loader, source, target = _setup(config, data, pretrained, device)
     iterations = train.iters_per_epoch or max(1, len(data.source_train) // train.batch_size)
     total = iterations * train.epochs
     first_epoch = 0
@@ -142,10 +129,7 @@ def fit(
         first_epoch = resume_from["epoch"]
 
     def target_batches():
-        for inputs, _ in pipeline.evaluation_batches(
-            data.target_train, train.eval_batch_size, loader
-        ):
-            yield transform.evaluation(inputs)
+        return _prepared(data.target_train, train.eval_batch_size, loader, transform)
 
     epoch_metrics: dict[str, float] = {}
     method.train()
@@ -167,6 +151,12 @@ def fit(
                 target_index.to(device),
                 progress,
             )
+            broken = sorted(name for name, value in stats.items() if not math.isfinite(value))
+            if broken:
+                raise Diverged(
+                    f"{broken[0]} became {stats[broken[0]]} at epoch {epoch + 1}, iteration "
+                    f"{step + 1} (lr {lr:.3g}): lower train.lr or the adaptation weights"
+                )
             for name, value in stats.items():
                 sums[name] += value
         epoch_metrics = {name: total_value / iterations for name, total_value in sums.items()}
@@ -206,3 +196,67 @@ def fit(
     source.close()
     target.close()
     return epoch_metrics
+
+
+def _setup(
+    config: ExperimentConfig,
+    data: DomainPair,
+    pretrained: dict[str, torch.Tensor] | None,
+    device: torch.device,
+) -> tuple[Method, Transform, Loader, TrainBatches, TrainBatches]:
+    train = config.train
+    method = place(build_method(config, data, pretrained), device, len(data.input_shape) == 3)
+    image_input = BACKBONES.get(config.model.backbone).image_input
+    transform = Transform(config.data, image_input, device, seed_for(train.seed, "augment"))
+    # DataLoader workers only where images stream from disk; in-memory batches are indexed.
+    workers = max(1, int(config.resources.cpu)) if data.streamed else 0
+    loader = Loader(
+        config.data.image_size, config.data.image_channels, workers, device.type == "cuda"
+    )
+    source_seed, target_seed = seed_for(train.seed, "source"), seed_for(train.seed, "target")
+    source = TrainBatches(data.source_train, train.batch_size, source_seed, loader)
+    target = TrainBatches(data.target_train, train.batch_size, target_seed, loader)
+    return method, transform, loader, source, target
+
+
+def _prepared(part, batch_size: int, loader: Loader, transform: Transform):
+    for inputs, _ in pipeline.evaluation_batches(part, batch_size, loader):
+        yield transform.evaluation(inputs)
+
+
+def peak_gpu_memory(
+    config: ExperimentConfig,
+    data: DomainPair,
+    pretrained: dict[str, torch.Tensor] | None,
+    iterations: int = 3,
+) -> tuple[int, int]:
+    """(peak bytes one trial's training reserves on this GPU, the GPU's total bytes).
+
+    Runs the last epoch's work for a few iterations (for CGDM: with pseudo-labels, so the
+    second-order gradient discrepancy is in it) and one evaluation pass of a batch.
+    """
+    device = torch.device("cuda")
+    torch.cuda.reset_peak_memory_stats(device)
+    method, transform, loader, source, target = _setup(config, data, pretrained, device)
+    method.train()
+    eval_size = config.train.eval_batch_size
+    method.start_epoch(
+        config.train.epochs - 1, lambda: _prepared(data.target_train, eval_size, loader, transform)
+    )
+    for _ in range(iterations):
+        source_inputs, source_labels, _ = source.next()
+        target_inputs, _, target_index = target.next()
+        method.update(
+            transform.train(source_inputs),
+            source_labels.to(device),
+            transform.train(target_inputs),
+            target_index.to(device),
+            1.0,
+        )
+    evaluate(method, pipeline.evaluation_batches(data.source_val, eval_size, loader), transform)
+    source.close()
+    target.close()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_reserved(device), torch.cuda.get_device_properties(
+        device
+    ).total_memory

@@ -17,6 +17,11 @@ PSEUDO_LABEL_ACC = "oracle/pseudo_label_acc"
 PSEUDO_LABEL_COVERAGE = "train/pseudo_label_coverage"
 PSEUDO_LABEL_SHARE = "train/pseudo_label_share"  # one metric per class: .../<class name>
 
+# A trial that cannot go on (its loss diverged, its GPU share ran out of memory) reports once
+# more with these and ends: retrying would fail the same way.
+FAILED = "trial/failed"
+FAILURE_REASON = "trial/failure"
+
 # Metrics a search may rank trials by, with the direction that is better.
 SELECTABLE = {SOURCE_VAL_ACC: "max", SOURCE_VAL_LOSS: "min", TARGET_ACC: "max"}
 

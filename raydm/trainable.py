@@ -7,6 +7,7 @@ it was produced.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import torch
 from ray import tune
 
 from raydm import engine
+from raydm import metrics as m
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair
 
@@ -32,16 +34,48 @@ def train_trial(
     config = base.fixed(sampled)
     # Torch would otherwise start one thread per core in every trial and oversubscribe them.
     torch.set_num_threads(max(1, int(config.resources.cpu)))
+    gpu = config.resources.gpu
+    if 0 < gpu < 1 and torch.cuda.is_available():
+        # Ray packs trials on a GPU without isolating its memory: cap each at its share so
+        # one cannot starve the others (it gets an out-of-memory error instead).
+        torch.cuda.set_per_process_memory_fraction(gpu)
     resume_from = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             resume_from = torch.load(Path(directory) / STATE_FILE, weights_only=True)
 
+    epochs_done = resume_from["epoch"] if resume_from else 0
+
     def report(epoch: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
+        nonlocal epochs_done
+        epochs_done = epoch
         with tempfile.TemporaryDirectory() as directory:
             torch.save(state, Path(directory) / STATE_FILE)
             (Path(directory) / CONFIG_FILE).write_text(config.to_yaml())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    engine.fit(config, data, on_epoch=report, resume_from=resume_from, pretrained=pretrained)
+    try:
+        engine.fit(config, data, on_epoch=report, resume_from=resume_from, pretrained=pretrained)
+    except engine.Diverged as err:
+        _report_failure(str(err), config, epochs_done)
+    except torch.cuda.OutOfMemoryError:
+        _report_failure(
+            f"CUDA out of memory within this trial's share of the GPU (resources.gpu {gpu}): "
+            "lower train.batch_size or raise resources.gpu",
+            config,
+            epochs_done,
+        )
+
+
+def _report_failure(reason: str, config: ExperimentConfig, epochs_done: int) -> None:
+    """End the trial as failed, with its reason, without Tune retrying it."""
+    tune.report(
+        {
+            config.search.metric: math.nan,
+            m.EPOCH: epochs_done,
+            m.EPOCHS_PLANNED: config.train.epochs,
+            m.FAILED: 1.0,
+            m.FAILURE_REASON: reason,
+        }
+    )

@@ -26,7 +26,7 @@ from ray.tune.search.optuna import OptunaSearch
 from raydm import metrics as m
 from raydm.backbones import pretrained_state
 from raydm.config import ExperimentConfig
-from raydm.data import load_domain_pair
+from raydm.data import DomainPair, load_domain_pair
 from raydm.search_space import to_tune_space
 from raydm.trainable import train_trial
 
@@ -37,11 +37,12 @@ Echo = Callable[[str], None]
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna an early-stopped trial is PRUNED.
+    """OptunaSearch that tells Optuna an early-stopped trial is PRUNED and a failed one FAILED.
 
     Ray's OptunaSearch reports every trial that ends without an error as COMPLETE with its last
     value, so TPE would treat a 2-epoch score of a trial ASHA stopped as if it were a finished
-    run. As PRUNED, TPE ranks it by the intermediate values it already received per epoch.
+    run. As PRUNED, TPE ranks it by the intermediate values it already received per epoch. A
+    trial that diverged ends without a Tune error (it must not be retried) but has no value.
     """
 
     def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
@@ -51,13 +52,12 @@ class PruningAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if (
-            not error
-            and result
-            and trial_id in self._ot_trials
-            and trial_id not in self._completed_trials
-            and ended_early(result, self._max_epochs)
-        ):
+        known = trial_id in self._ot_trials and trial_id not in self._completed_trials
+        if not error and result and known and result.get(m.FAILED):
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
+        if not error and result and known and ended_early(result, self._max_epochs):
             trial = self._ot_trials[trial_id]
             # Tune sends the result that made the scheduler stop the trial only here, not to
             # on_trial_result; record it so TPE sees the trial's value at its last rung.
@@ -99,6 +99,10 @@ def build_scheduler(config: ExperimentConfig):
     )
 
 
+class ClusterError(RuntimeError):
+    """The Ray cluster named by --address cannot be joined; one line for the user."""
+
+
 def connect(address: str | None, echo: Echo) -> None:
     # With num_to_keep set, Tune snapshots after every checkpoint and warns each time it does;
     # one checkpoint per epoch is what resuming needs, so the warning is only noise here.
@@ -106,11 +110,30 @@ def connect(address: str | None, echo: Echo) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        token = _auth_token_here()
+        if token and "RAY_AUTH_MODE" not in os.environ:
+            # Ray's driver sends its token only in token mode, which it does not infer when
+            # joining a cluster; a token-mode driver also joins clusters without tokens.
+            os.environ["RAY_AUTH_MODE"] = "token"
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as err:
+            if token:
+                hint = f"is it running, and is {token} the cluster's token?"
+            else:
+                hint = (
+                    "no Ray auth token here: if the cluster uses token authentication (Ray's "
+                    "default), copy the head's ~/.ray/auth_token here or set RAY_AUTH_TOKEN"
+                )
+            raise ClusterError(
+                f"cannot join the Ray cluster at {address} ({_error_reason(err)}): {hint}"
+            ) from None
         return
     cpus = os.cpu_count() or 1
-    # A local search needs no network: keep every Ray process on loopback.
+    # A local search needs no network: keep every Ray process on loopback, and start a Ray of
+    # its own even if another runs on this machine (address="local").
     ray.init(
+        address="local",
         num_cpus=cpus,
         include_dashboard=False,
         log_to_driver=False,
@@ -119,24 +142,80 @@ def connect(address: str | None, echo: Echo) -> None:
     echo(f"started a local Ray with {cpus} CPUs")
 
 
-def fit_to_cluster(config: ExperimentConfig, echo: Echo) -> ExperimentConfig:
-    """Run on CPU, saying so once, when GPUs were asked for and the cluster has none."""
-    if config.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) == 0:
-        echo(f"resources.gpu is {config.resources.gpu} but the cluster has no GPU: running on CPU")
-        resources = config.resources.model_copy(update={"gpu": 0.0})
-        return config.model_copy(update={"resources": resources})
-    return config
+def _auth_token_here() -> str | None:
+    """Where this machine keeps a Ray auth token, if it has one."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token").expanduser()
+    return str(path) if path.is_file() else None
+
+
+def fit_to_cluster(
+    config: ExperimentConfig,
+    data: DomainPair,
+    pretrained: dict[str, Any] | None,
+    echo: Echo,
+) -> ExperimentConfig:
+    """The config with the GPU share each trial gets here: CPU, saying so, when the cluster
+    has no GPU; for ``gpu: auto``, the share a probe of one trial's peak memory allows."""
+    resources = config.resources
+    if resources.wants_gpu and ray.cluster_resources().get("GPU", 0) == 0:
+        echo(f"resources.gpu is {resources.gpu} but the cluster has no GPU: running on CPU")
+        gpu = 0.0
+    elif resources.gpu == "auto":
+        largest = config.fixed(largest_values(config))
+        sample = data.first(max(2 * largest.train.batch_size, largest.train.eval_batch_size))
+        probe = ray.remote(num_gpus=1, num_cpus=resources.cpu)(_probe_peak_memory)
+        peak, total = ray.get(probe.remote(largest, sample, pretrained))
+        gpu = gpu_share(peak, total)
+        echo(
+            f"resources.gpu auto: one trial peaks at {peak / 2**30:.2f} GiB of the GPU's "
+            f"{total / 2**30:.1f} GiB: {gpu:.4g} GPU per trial ({round(1 / gpu)} per GPU)"
+        )
+    else:
+        return config
+    return config.model_copy(update={"resources": resources.model_copy(update={"gpu": gpu})})
+
+
+# What one CUDA context (with cuDNN and cuBLAS loaded) takes outside torch's allocator; each
+# trial is its own process and pays it once.
+CUDA_CONTEXT_BYTES = 600 * 2**20
+MAX_TRIALS_PER_GPU = 8
+
+
+def gpu_share(peak: int, total: int, margin: float = 0.25) -> float:
+    """The smallest 1/k GPU share (k <= MAX_TRIALS_PER_GPU) that holds a trial's ``peak``
+    allocator bytes plus ``margin`` and a CUDA context; 1.0 when even one barely fits."""
+    need = peak * (1 + margin) + CUDA_CONTEXT_BYTES
+    trials = max(1, min(MAX_TRIALS_PER_GPU, int(total // need)))
+    return 1.0 / trials
+
+
+def largest_values(config: ExperimentConfig) -> dict[str, Any]:
+    """A value for every searched key, the largest for batch sizes (they set the memory)."""
+    values = {}
+    for key, distribution in config.params.items():
+        candidates = distribution.probe_values()
+        values[key] = max(candidates) if key.endswith("batch_size") else candidates[0]
+    return values
+
+
+def _probe_peak_memory(config: ExperimentConfig, data: DomainPair, pretrained) -> tuple[int, int]:
+    from raydm.engine import peak_gpu_memory
+
+    return peak_gpu_memory(config, data, pretrained)
 
 
 @dataclass(frozen=True)
 class TrialSummary:
     trial_id: str
-    status: str  # completed | stopped (early, by the scheduler) | error
+    status: str  # completed | stopped (early, by the scheduler) | failed
     params: dict[str, Any]
     epochs: int
     final: dict[str, float]
-    best_value: float
+    best_value: float  # nan for a failed trial: it is never selected
     best_epoch: int
+    reason: str = ""  # why a failed trial failed
 
 
 @dataclass(frozen=True)
@@ -144,6 +223,7 @@ class SearchOutcome:
     experiment_dir: Path
     trials: list[TrialSummary]  # ranked, best first
     best_config: ExperimentConfig | None
+    unfinished: int = 0  # trials left pending or running by an interruption (Ctrl-C)
 
 
 def default_name(config: ExperimentConfig) -> str:
@@ -170,7 +250,7 @@ def run_search(
     data = load_domain_pair(config.data)
     pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
     connect(address, echo)
-    requested, config = config, fit_to_cluster(config, echo)
+    requested, config = config, fit_to_cluster(config, data, pretrained, echo)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=config, data=data, pretrained=pretrained),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
@@ -206,10 +286,12 @@ def run_search(
             ),
         )
     echo(f"searching: {config.search.num_samples} trials, selecting on {config.search.metric}")
-    grid = tuner.fit()
+    grid = tuner.fit()  # the first Ctrl-C makes Tune save its state and return here
     trials = summarize(grid, config)
     experiment_dir.mkdir(parents=True, exist_ok=True)
     write_results(trials, config, experiment_dir / RESULTS_FILE)
+    if progress.unfinished:
+        return SearchOutcome(experiment_dir, trials, None, progress.unfinished)
     best_config = None
     if trials and not math.isnan(trials[0].best_value):
         # As asked, not as run: a GPU request stays in best.yaml for a machine that has one.
@@ -229,21 +311,31 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
         if history is not None and metric in history and history[metric].notna().any():
             row = history.loc[(sign * history[metric]).idxmax()]
             best_value, best_epoch = float(row[metric]), int(row[m.EPOCH])
+        reason = ""
         if result.error is not None:
-            status = "error"
+            status, reason = "failed", _error_reason(result.error)
+        elif last.get(m.FAILED):
+            status, reason = "failed", str(last.get(m.FAILURE_REASON, ""))
         elif ended_early(last, config.max_epochs()):
             status = "stopped"
         else:
             status = "completed"
+        if status == "failed":
+            best_value, best_epoch = math.nan, 0
         trials.append(
             TrialSummary(
                 trial_id=str(last.get("trial_id", Path(result.path).name)),
                 status=status,
                 params={key: result.config.get(key) for key in config.params},
                 epochs=int(last.get(m.EPOCH, 0)),
-                final={key: value for key, value in last.items() if m.is_reported(key)},
+                final={
+                    key: value
+                    for key, value in last.items()
+                    if m.is_reported(key) and isinstance(value, (int, float))
+                },
                 best_value=best_value,
                 best_epoch=best_epoch,
+                reason=reason,
             )
         )
     return sorted(
@@ -253,11 +345,19 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
     )
 
 
+def _error_reason(error: BaseException) -> str:
+    """One line for a trial's error: the last line of Ray's message, which is the exception
+    the trial raised."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
+
+
 def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Path) -> None:
     metric = config.search.metric
     reported = sorted({name for trial in trials for name in trial.final})
     columns = ["trial_id", "status", "epochs", *config.params]
     columns += [f"best:{metric}", "best_epoch", *(f"final:{name}" for name in reported)]
+    columns += ["reason"]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -271,6 +371,7 @@ def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Pa
                     **{f"final:{name}": trial.final.get(name, "") for name in reported},
                     f"best:{metric}": trial.best_value,
                     "best_epoch": trial.best_epoch,
+                    "reason": trial.reason,
                 }
             )
 
@@ -307,6 +408,7 @@ def leaderboard(outcome: SearchOutcome, config: ExperimentConfig, top: int = 10)
     ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines += [f"{t.trial_id} failed: {t.reason}" for t in outcome.trials if t.status == "failed"]
     return "\n".join(lines)
 
 
@@ -326,11 +428,12 @@ class SearchProgress(tune.Callback):
         self.echo = echo
         self.started = time.monotonic()
         self.best: tuple[float, str] | None = None
-        self.counts = {"completed": 0, "stopped": 0, "error": 0}
+        self.counts = {"completed": 0, "stopped": 0, "failed": 0}
+        self.unfinished = 0  # trials an interruption left pending or running
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         value = result.get(self.metric)
-        if value is None:
+        if value is None or math.isnan(value):
             return
         better = self.best is None or (
             value > self.best[0] if self.mode == "max" else value < self.best[0]
@@ -345,14 +448,24 @@ class SearchProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
-        status = "stopped" if ended_early(last, self.max_epochs) else "completed"
-        self.counts[status] += 1
-        event = f"{trial.trial_id} {status} after {last.get(m.EPOCH, 0)} epochs"
+        if last.get(m.FAILED):
+            self.counts["failed"] += 1
+            event = f"{trial.trial_id} failed: {last.get(m.FAILURE_REASON)}"
+        else:
+            status = "stopped" if ended_early(last, self.max_epochs) else "completed"
+            self.counts[status] += 1
+            event = f"{trial.trial_id} {status} after {last.get(m.EPOCH, 0)} epochs"
         self._line(trials, event, ended=trial)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.counts["error"] += 1
+        self.counts["failed"] += 1
         self._line(trials, f"{trial.trial_id} failed: see {trial.path}", ended=trial)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._line(trials, f"{trial.trial_id} lost its worker or crashed: resuming it")
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
 
     def _line(self, trials, event: str, ended=None) -> None:
         # Tune calls back before it updates the ending trial's status; do not count it.
@@ -362,5 +475,5 @@ class SearchProgress(tune.Callback):
         elapsed = time.monotonic() - self.started
         self.echo(
             f"[{elapsed:6.0f}s] {done}/{self.total} done ({self.counts['stopped']} stopped early, "
-            f"{self.counts['error']} failed), {running} running, {best} | {event}"
+            f"{self.counts['failed']} failed), {running} running, {best} | {event}"
         )

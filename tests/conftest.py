@@ -40,6 +40,6 @@ def write_space(tmp_path):
 @pytest.fixture
 def ray_session():
     """A local Ray on loopback with this machine's 2 cores, shut down after the test."""
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()

@@ -142,8 +142,13 @@ def test_gpu_request_on_a_cluster_without_gpus_runs_on_cpu_and_says_so(monkeypat
     config = load_config(SPACES / "moons.yaml", ["resources.gpu=0.25"])
     said = []
     monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 2.0})
-    assert tuning.fit_to_cluster(config, said.append).resources.gpu == 0
+    assert tuning.fit_to_cluster(config, None, None, said.append).resources.gpu == 0
     assert said == ["resources.gpu is 0.25 but the cluster has no GPU: running on CPU"]
+    auto = config.model_copy(
+        update={"resources": config.resources.model_copy(update={"gpu": "auto"})}
+    )
+    assert tuning.fit_to_cluster(auto, None, None, said.append).resources.gpu == 0
+    assert said[-1] == "resources.gpu is auto but the cluster has no GPU: running on CPU"
     monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
-    assert tuning.fit_to_cluster(config, said.append).resources.gpu == 0.25
-    assert len(said) == 1
+    assert tuning.fit_to_cluster(config, None, None, said.append).resources.gpu == 0.25
+    assert len(said) == 2

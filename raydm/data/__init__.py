@@ -111,6 +111,14 @@ class DomainPair:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def first(self, count: int) -> DomainPair:
+        """The pair cut to the first ``count`` samples of each part (for probes)."""
+        parts = {
+            name: getattr(self, name).subset(torch.arange(min(count, len(getattr(self, name)))))
+            for name in ("source_train", "source_val", "target_train", "target_test")
+        }
+        return DomainPair(**parts, class_names=self.class_names, input_shape=self.input_shape)
+
     @property
     def streamed(self) -> bool:
         """Whether images are decoded per batch from disk rather than held in memory."""

@@ -1,0 +1,131 @@
+"""Trials that cannot go on, GPU shares, and clusters that cannot be joined."""
+
+import csv
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from raydm import engine, tuning
+from raydm import metrics as m
+from raydm.cli import main
+from raydm.config import ConfigError, load_config
+from raydm.data import load_domain_pair
+from tests.conftest import SPACES
+
+GiB = 2**30
+
+
+def test_a_diverging_loss_stops_training_with_the_reason(data_root):
+    config = load_config(
+        SPACES / "moons.yaml", [f"data.root={data_root}", "params={}", "train.lr=1.0e+5"]
+    )
+    with pytest.raises(engine.Diverged, match=r"became nan at epoch 1, iteration \d+ .*train.lr"):
+        engine.fit(config, load_domain_pair(config.data))
+
+
+@pytest.mark.parametrize(
+    ("peak_gib", "total_gib", "share"),
+    [
+        # need = peak * 1.25 + 0.59 GiB of CUDA context
+        (1.0, 24.0, 1 / 8),  # 1.84 GiB: 13 would fit, at most 8 trials a GPU
+        (4.0, 24.0, 1 / 4),  # 5.59 GiB: 4 fit
+        (10.0, 24.0, 1 / 1),  # 13.1 GiB: 1 fits
+        (30.0, 24.0, 1 / 1),  # does not fit at all: one trial per GPU, its own OOM error
+        (7.0, 80.0, 1 / 8),  # 9.34 GiB on an 80 GiB H100: 8
+    ],
+)
+def test_gpu_auto_share_by_hand(peak_gib, total_gib, share):
+    assert tuning.gpu_share(int(peak_gib * GiB), int(total_gib * GiB)) == share
+
+
+def test_gpu_auto_probes_the_largest_batch_size(write_space):
+    space = write_space(
+        """
+method: dann
+resources: {gpu: auto}
+params:
+  train.batch_size: {choice: [32, 128, 64]}
+  train.lr: {loguniform: [1.0e-3, 1.0e-1]}
+"""
+    )
+    config = load_config(space)
+    assert config.resources.gpu == "auto" and config.resources.wants_gpu
+    values = tuning.largest_values(config)
+    assert values["train.batch_size"] == 128 and 1e-3 <= values["train.lr"] <= 1e-1
+    with pytest.raises(ConfigError, match="gpu must be 0, a whole number, 1/k .* or auto"):
+        load_config(space, ["resources.gpu=0.3"])
+
+
+def test_failed_trials_are_told_to_optuna_as_failed():
+    searcher = tuning.PruningAwareOptunaSearch(
+        space={"train.lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)},
+        metric="val/source_acc",
+        mode="max",
+        max_epochs=4,
+    )
+    searcher.suggest("t1")
+    searcher.on_trial_result("t1", {"val/source_acc": 0.5, "training_iteration": 1})
+    failed = {"val/source_acc": float("nan"), "training_iteration": 2, m.FAILED: 1.0, m.EPOCH: 1}
+    searcher.on_trial_complete("t1", failed)
+    (trial,) = searcher._ot_study.trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+
+
+def test_joining_a_cluster_without_a_token_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+
+    def refused(**kwargs):  # what Ray raises after its connection attempts time out
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
+
+    monkeypatch.setattr(tuning.ray, "init", refused)
+    monkeypatch.setattr(tuning.ray, "is_initialized", lambda: False)
+    result = CliRunner().invoke(
+        main, ["tune", "--space", str(SPACES / "moons.yaml"), "--address", "10.0.0.1:6379"]
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        "raydm: error: --address: cannot join the Ray cluster at 10.0.0.1:6379 (Failed to "
+        "connect to Ray cluster at 10.0.0.1:6379): no Ray auth token here: if the cluster uses "
+        "token authentication (Ray's default), copy the head's ~/.ray/auth_token here or set "
+        "RAY_AUTH_TOKEN"
+    )
+
+
+@pytest.mark.ray
+def test_a_diverging_trial_fails_with_its_reason_once_and_the_search_goes_on(
+    tmp_path, write_space, ray_session
+):
+    space = write_space(
+        f"""
+method: dann
+data: {{source: moons, target: moons_rotated, root: {tmp_path / "data"}}}
+model: {{backbone: mlp}}
+train: {{epochs: 3, iters_per_epoch: 10}}
+search:
+  num_samples: 2
+  max_failures: 2
+  searcher: {{sampler: random, seed: 0}}
+  scheduler: {{type: fifo}}
+params: {{train.lr: {{choice: [0.01, 1.0e+5]}}}}
+"""
+    )
+    storage = tmp_path / "results"
+    result = CliRunner().invoke(
+        main, ["tune", "--space", str(space), "--name", "nan", "--storage-path", str(storage)]
+    )
+    assert result.exit_code == 0, result.output
+    with (storage / "nan" / "results.csv").open() as handle:
+        rows = {float(row["train.lr"]): row for row in csv.DictReader(handle)}
+    assert set(rows) == {0.01, 1e5}, "seed 0 of the random sampler draws both values"
+    good, bad = rows[0.01], rows[1e5]
+    assert good["status"] == "completed" and good["reason"] == ""
+    assert bad["status"] == "failed" and bad["best:val/source_acc"] == "nan"
+    assert bad["reason"].startswith("train/loss became nan at epoch 1")
+    assert f"{bad['trial_id']} failed: train/loss became nan" in result.output
+    assert load_config(storage / "nan" / "best.yaml").train.lr == 0.01
+    # Not retried: the failing trial started once (max_failures would have restarted a crash).
+    (trial_dir,) = [p for p in (storage / "nan").iterdir() if bad["trial_id"] in p.name]
+    assert (trial_dir / "progress.csv").read_text().count("\n") == 2  # header + the failure
