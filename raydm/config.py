@@ -59,10 +59,7 @@ class Section(BaseModel):
     @classmethod
     def _no_bool_for_numbers(cls, value: Any, info) -> Any:
         annotation = cls.model_fields[info.field_name].annotation
-        numeric = annotation in (int, float) or set(get_args(annotation)) in (
-            {int, type(None)},
-            {float, type(None)},
-        )
+        numeric = annotation in (int, float) or bool({int, float} & set(get_args(annotation)))
         if isinstance(value, bool) and numeric:
             raise ValueError(f"expected a number, got {value}")
         return value

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,24 +112,7 @@ def connect(address: str | None, echo: Echo) -> None:
     if ray.is_initialized():
         return
     if address:
-        token = _auth_token_here()
-        if token and "RAY_AUTH_MODE" not in os.environ:
-            # Ray's driver sends its token only in token mode, which it does not infer when
-            # joining a cluster; a token-mode driver also joins clusters without tokens.
-            os.environ["RAY_AUTH_MODE"] = "token"
-        try:
-            ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, ray.exceptions.AuthenticationError) as err:
-            if token:
-                hint = f"is it running, and is {token} the cluster's token?"
-            else:
-                hint = (
-                    "no Ray auth token here: if the cluster uses token authentication (Ray's "
-                    "default), copy the head's ~/.ray/auth_token here or set RAY_AUTH_TOKEN"
-                )
-            raise ClusterError(
-                f"cannot join the Ray cluster at {address} ({_error_reason(err)}): {hint}"
-            ) from None
+        _join(address, echo)
         return
     cpus = os.cpu_count() or 1
     # A local search needs no network: keep every Ray process on loopback, and start a Ray of
@@ -140,6 +125,39 @@ def connect(address: str | None, echo: Echo) -> None:
         _node_ip_address="127.0.0.1",
     )
     echo(f"started a local Ray with {cpus} CPUs")
+
+
+def _join(address: str, echo: Echo) -> None:
+    """Join the cluster at ``address``. Ray sends its auth token to an explicit address only
+    in token mode (RAY_AUTH_MODE=token), and a token-mode driver cannot run actors on a cluster
+    without tokens; so try as configured, then once in token mode if this machine has one."""
+    token = _auth_token_here()
+    try:
+        ray.init(address=address, log_to_driver=False)
+        return
+    except (ConnectionError, ray.exceptions.AuthenticationError) as err:
+        failure = err
+    if token and "RAY_AUTH_MODE" not in os.environ:
+        echo(
+            f"the cluster at {address} refused a driver without a token: retrying with {token} "
+            "(set RAY_AUTH_MODE=token to skip this wait)"
+        )
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:
+            ray.init(address=address, log_to_driver=False)
+            return
+        except (ConnectionError, ray.exceptions.AuthenticationError) as err:
+            failure = err
+    if token:
+        hint = f"is it running, and is {token} the cluster's token?"
+    else:
+        hint = (
+            "no Ray auth token here: if the cluster uses token authentication, copy the "
+            "head's ~/.ray/auth_token here (or set RAY_AUTH_TOKEN) and set RAY_AUTH_MODE=token"
+        )
+    raise ClusterError(
+        f"cannot join the Ray cluster at {address} ({_error_reason(failure)}): {hint}"
+    ) from None
 
 
 def _auth_token_here() -> str | None:
@@ -155,13 +173,20 @@ def fit_to_cluster(
     data: DomainPair,
     pretrained: dict[str, Any] | None,
     echo: Echo,
+    local: bool = True,
 ) -> ExperimentConfig:
-    """The config with the GPU share each trial gets here: CPU, saying so, when the cluster
-    has no GPU; for ``gpu: auto``, the share a probe of one trial's peak memory allows."""
+    """The config with the GPU share each trial gets here: CPU, saying so, when this machine
+    has no GPU; for ``gpu: auto``, the share a probe of one trial's peak memory allows. A
+    joined cluster without GPUs yet keeps the request: its autoscaler adds GPU workers for it.
+    """
     resources = config.resources
-    if resources.wants_gpu and ray.cluster_resources().get("GPU", 0) == 0:
+    no_gpu_now = ray.cluster_resources().get("GPU", 0) == 0
+    if resources.wants_gpu and no_gpu_now and local:
         echo(f"resources.gpu is {resources.gpu} but the cluster has no GPU: running on CPU")
         gpu = 0.0
+    elif resources.wants_gpu and no_gpu_now and resources.gpu != "auto":
+        echo("the cluster has no GPU yet: trials wait for its autoscaler to add GPU workers")
+        return config
     elif resources.gpu == "auto":
         largest = config.fixed(largest_values(config))
         sample = data.first(max(2 * largest.train.batch_size, largest.train.eval_batch_size))
@@ -209,7 +234,7 @@ def _probe_peak_memory(config: ExperimentConfig, data: DomainPair, pretrained) -
 @dataclass(frozen=True)
 class TrialSummary:
     trial_id: str
-    status: str  # completed | stopped (early, by the scheduler) | failed
+    status: str  # completed | stopped (early, by the scheduler) | failed | unstarted
     params: dict[str, Any]
     epochs: int
     final: dict[str, float]
@@ -250,13 +275,15 @@ def run_search(
     data = load_domain_pair(config.data)
     pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
     connect(address, echo)
-    requested, config = config, fit_to_cluster(config, data, pretrained, echo)
+    requested, config = config, fit_to_cluster(config, data, pretrained, echo, address is None)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=config, data=data, pretrained=pretrained),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
     progress = SearchProgress(config, echo)
-    experiment_dir = Path(experiment_path) if "://" not in experiment_path else Path(name)
+    remote = "://" in experiment_path
+    # On remote storage (s3://...) the search's own files are written here, then copied there.
+    experiment_dir = Path(name).resolve() if remote else Path(experiment_path)
     if resume and tune.Tuner.can_restore(experiment_path):
         echo(f"resuming {experiment_path}")
         tuner = tune.Tuner.restore(experiment_path, trainable, resume_errored=True)
@@ -286,18 +313,47 @@ def run_search(
             ),
         )
     echo(f"searching: {config.search.num_samples} trials, selecting on {config.search.metric}")
+    handler = signal.getsignal(signal.SIGINT)
     grid = tuner.fit()  # the first Ctrl-C makes Tune save its state and return here
     trials = summarize(grid, config)
     experiment_dir.mkdir(parents=True, exist_ok=True)
     write_results(trials, config, experiment_dir / RESULTS_FILE)
-    if progress.unfinished:
-        return SearchOutcome(experiment_dir, trials, None, progress.unfinished)
-    best_config = None
-    if trials and not math.isnan(trials[0].best_value):
+    best_config, unfinished = None, 0
+    if _interrupted(handler):
+        finished = sum(t.status in ("completed", "stopped", "failed") for t in trials)
+        unfinished = config.search.num_samples - finished
+    elif trials and not math.isnan(trials[0].best_value):
         # As asked, not as run: a GPU request stays in best.yaml for a machine that has one.
         best_config = requested.fixed(trials[0].params)
         (experiment_dir / BEST_FILE).write_text(best_yaml(best_config, trials[0], config))
-    return SearchOutcome(experiment_dir, trials, best_config)
+    if remote:
+        _copy_to_storage(experiment_dir, experiment_path)
+    return SearchOutcome(experiment_dir, trials, best_config, unfinished)
+
+
+def _copy_to_storage(experiment_dir: Path, experiment_path: str) -> None:
+    """Put the search's own files next to Tune's in remote storage, where a user (or the next
+    --resume from another machine) looks for them."""
+    import pyarrow.fs
+
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(experiment_path)
+    for name in (SPACE_FILE, RESULTS_FILE, BEST_FILE):
+        local = experiment_dir / name
+        if local.exists():
+            with filesystem.open_output_stream(f"{root}/{name}") as stream:
+                stream.write(local.read_bytes())
+
+
+def _interrupted(handler_before_fit) -> bool:
+    """Whether Ctrl-C (or SIGUSR1) ended the search: Tune's handler puts the previous SIGINT
+    handler back when, and only when, it fires; it is installed in the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "0":
+        return False
+    fired = signal.getsignal(signal.SIGINT) is handler_before_fit
+    signal.signal(signal.SIGINT, handler_before_fit)
+    return fired
 
 
 def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
@@ -316,6 +372,8 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
             status, reason = "failed", _error_reason(result.error)
         elif last.get(m.FAILED):
             status, reason = "failed", str(last.get(m.FAILURE_REASON, ""))
+        elif m.EPOCH not in last:
+            status = "unstarted"  # an interruption came before its first epoch
         elif ended_early(last, config.max_epochs()):
             status = "stopped"
         else:
@@ -326,7 +384,7 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
             TrialSummary(
                 trial_id=str(last.get("trial_id", Path(result.path).name)),
                 status=status,
-                params={key: result.config.get(key) for key in config.params},
+                params={key: (result.config or {}).get(key) for key in config.params},
                 epochs=int(last.get(m.EPOCH, 0)),
                 final={
                     key: value
@@ -429,7 +487,6 @@ class SearchProgress(tune.Callback):
         self.started = time.monotonic()
         self.best: tuple[float, str] | None = None
         self.counts = {"completed": 0, "stopped": 0, "failed": 0}
-        self.unfinished = 0  # trials an interruption left pending or running
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         value = result.get(self.metric)
@@ -463,9 +520,6 @@ class SearchProgress(tune.Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self._line(trials, f"{trial.trial_id} lost its worker or crashed: resuming it")
-
-    def on_experiment_end(self, trials, **info) -> None:
-        self.unfinished = sum(1 for t in trials if t.status not in ("TERMINATED", "ERROR"))
 
     def _line(self, trials, event: str, ended=None) -> None:
         # Tune calls back before it updates the ending trial's status; do not count it.

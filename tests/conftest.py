@@ -1,15 +1,15 @@
 import os
 from pathlib import Path
 
+# Keep every Ray process of the tests on loopback. Ray reads this when it is first imported.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import pytest
 import ray
 import torch
 
 from raydm.backbones import BACKBONES
 from raydm.data.pipeline import Transform
-
-# Keep every Ray process of the tests on loopback.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 

@@ -34,8 +34,8 @@ def test_shipped_spaces_validate(name):
         ("method: mcd", "method: unknown method 'mcd'; choose one of: cgdm, dann, source_only"),
         ("data: {source: mnist_typo, target: moons_rotated}", "data.source: unknown domain"),
         ("model: {backbone: vgg}", "model.backbone: unknown backbone 'vgg'"),
-        ("resources: {gpu: 0.3}", "resources.gpu: gpu must be 0, a whole number or 1/k"),
-        ("resources: {gpu: 1.5}", "resources.gpu: gpu must be 0, a whole number or 1/k"),
+        ("resources: {gpu: 0.3}", "resources.gpu: gpu must be 0, a whole number, 1/k"),
+        ("resources: {gpu: 1.5}", "resources.gpu: gpu must be 0, a whole number, 1/k"),
         (
             "params: {train.lr: {loguniform: [0.1, 0.01]}}",
             "params.train.lr: loguniform needs lo < hi",

@@ -89,8 +89,8 @@ def test_joining_a_cluster_without_a_token_says_what_to_do(monkeypatch, tmp_path
     assert result.output.splitlines()[-1] == (
         "raydm: error: --address: cannot join the Ray cluster at 10.0.0.1:6379 (Failed to "
         "connect to Ray cluster at 10.0.0.1:6379): no Ray auth token here: if the cluster uses "
-        "token authentication (Ray's default), copy the head's ~/.ray/auth_token here or set "
-        "RAY_AUTH_TOKEN"
+        "token authentication, copy the head's ~/.ray/auth_token here (or set RAY_AUTH_TOKEN) "
+        "and set RAY_AUTH_MODE=token"
     )
 
 
@@ -129,3 +129,24 @@ params: {{train.lr: {{choice: [0.01, 1.0e+5]}}}}
     # Not retried: the failing trial started once (max_failures would have restarted a crash).
     (trial_dir,) = [p for p in (storage / "nan").iterdir() if bad["trial_id"] in p.name]
     assert (trial_dir / "progress.csv").read_text().count("\n") == 2  # header + the failure
+
+
+@pytest.mark.ray
+def test_remote_storage_gets_the_results_files_next_to_tunes(tmp_path, monkeypatch, ray_session):
+    """A storage URI (s3:// on a cluster; file:// here, through the same pyarrow code)."""
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        f"method: source_only\ndata: {{source: moons, target: moons_rotated, root: "
+        f"{tmp_path / 'data'}}}\nmodel: {{backbone: mlp}}\n"
+        "train: {epochs: 1, iters_per_epoch: 5}\nsearch: {num_samples: 1}\n"
+    )
+    uri = f"file://{tmp_path / 'bucket'}"
+    result = CliRunner().invoke(
+        main, ["tune", "--space", str(space), "--name", "remote", "--storage-path", uri]
+    )
+    assert result.exit_code == 0, result.output
+    stored = tmp_path / "bucket" / "remote"
+    for name in ("results.csv", "best.yaml", "search_space.yaml"):
+        assert (stored / name).read_bytes() == (tmp_path / "remote" / name).read_bytes(), name
+    assert any(stored.glob("train_trial_*/checkpoint_*/state.pt"))  # Tune's own, alongside

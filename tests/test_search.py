@@ -152,3 +152,7 @@ def test_gpu_request_on_a_cluster_without_gpus_runs_on_cpu_and_says_so(monkeypat
     monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
     assert tuning.fit_to_cluster(config, None, None, said.append).resources.gpu == 0.25
     assert len(said) == 2
+    # A joined cluster keeps the request: its autoscaler adds GPU workers on demand.
+    monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 4.0})
+    joined = tuning.fit_to_cluster(config, None, None, said.append, local=False)
+    assert joined.resources.gpu == 0.25 and "autoscaler" in said[-1]

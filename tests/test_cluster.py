@@ -1,0 +1,131 @@
+"""A search survives losing a worker node and being interrupted; both tested for real.
+
+Each test runs ``raydm tune`` as its own process, as a user does, against Ray processes on this
+machine's loopback interface only.
+"""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+SPACE = """
+method: dann
+data: {{source: moons, target: moons_rotated, root: {root}}}
+model: {{backbone: mlp}}
+train: {{epochs: {epochs}, iters_per_epoch: {iters}}}
+search:
+  num_samples: {samples}
+  max_failures: 3
+  searcher: {{sampler: tpe, seed: 0, n_startup_trials: 2}}
+  scheduler: {{type: fifo}}
+resources: {{cpu: 1}}
+params: {{train.lr: {{loguniform: [1.0e-3, 1.0e-1]}}}}
+"""
+
+
+def _tune(space: Path, storage: Path, *extra: str, env=None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "raydm.cli", "tune", "--space", str(space)]
+    command += ["--name", "run", "--storage-path", str(storage), *extra]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _epochs(storage: Path) -> dict[str, list[int]]:
+    """The epochs each trial has reported so far, from Tune's progress files."""
+    reported = {}
+    for progress in (storage / "run").glob("*/progress.csv"):
+        with progress.open() as handle:
+            rows = list(csv.DictReader(handle))
+        reported[progress.parent.name] = [int(float(row["epoch"])) for row in rows]
+    return reported
+
+
+def _wait_for(condition, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"raydm tune ended early:\n{process.stdout.read()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"timed out:\n{process.stdout.read()}")
+        time.sleep(0.2)
+
+
+def test_losing_a_worker_node_resumes_its_trials_from_their_checkpoints(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    # The head runs the driver and no trials (as on AWS); trials run on the worker node.
+    loopback = {"node_ip_address": "127.0.0.1"}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, **loopback})
+    try:
+        worker = cluster.add_node(num_cpus=2, **loopback)
+        cluster.wait_for_nodes()
+        space = tmp_path / "space.yaml"
+        space.write_text(SPACE.format(root=tmp_path / "data", epochs=6, iters=2000, samples=2))
+        storage = tmp_path / "results"
+        search = _tune(space, storage, "--address", cluster.address)
+
+        def both_mid_way() -> bool:
+            epochs = _epochs(storage)
+            return len(epochs) == 2 and all(1 <= len(e) <= 4 for e in epochs.values())
+
+        _wait_for(both_mid_way, 120, search)
+        before = _epochs(storage)
+        cluster.remove_node(worker, allow_graceful=False)  # as a spot instance vanishes
+        cluster.add_node(num_cpus=2, **loopback)  # the autoscaler's replacement
+        output, _ = search.communicate(timeout=180)
+    finally:
+        cluster.shutdown()
+
+    assert search.returncode == 0, output
+    assert output.count("lost its worker or crashed: resuming it") == 2, output
+    after = _epochs(storage)
+    assert set(after) == set(before)  # the same two trials, no new ones
+    for trial, epochs in after.items():
+        # Resumed from the last checkpoint: at most the epoch in flight is done again, and the
+        # trial does not start over from epoch 1.
+        assert epochs[-1] == 6 and epochs.count(1) == 1, (trial, epochs)
+        assert epochs[: len(before[trial])] == before[trial]
+    with (storage / "run" / "results.csv").open() as handle:
+        assert [row["status"] for row in csv.DictReader(handle)] == ["completed", "completed"]
+
+
+def test_ctrl_c_saves_the_search_and_resume_finishes_the_same_trials(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.format(root=tmp_path / "data", epochs=6, iters=400, samples=4))
+    storage = tmp_path / "results"
+    search = _tune(space, storage)
+    _wait_for(lambda: any(len(e) >= 2 for e in _epochs(storage).values()), 120, search)
+    search.send_signal(signal.SIGINT)
+    output, _ = search.communicate(timeout=120)
+    assert search.returncode == 130, output
+    assert "the search state is saved: continue it with --name run --resume" in output
+    interrupted = _epochs(storage)
+    assert 0 < len(interrupted) <= 4 and any(len(e) < 6 for e in interrupted.values())
+
+    resumed = _tune(space, storage, "--resume")
+    output, _ = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, output
+    assert "resuming" in output
+    final = _epochs(storage)
+    assert len(final) == 4  # the searcher's state came back: 4 trials in all, none twice
+    assert set(interrupted) <= set(final)
+    for trial, epochs in final.items():
+        assert epochs[-1] == 6 and epochs.count(1) == 1, (trial, epochs)
+    with (storage / "run" / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len({row["trial_id"] for row in rows}) == 4
+    assert all(row["status"] == "completed" for row in rows)
