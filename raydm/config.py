@@ -206,7 +206,10 @@ class SearchConfig(Section):
     )
     num_samples: int = Field(16, ge=1, description="Number of trials.")
     max_concurrent: int | None = Field(
-        None, ge=1, description="Trials running at once; default: as many as resources allow."
+        None,
+        ge=1,
+        description="Trials running at once; default: as many as the machine's resources fit "
+        "(joined clusters: num_samples, for the autoscaler).",
     )
     max_failures: int = Field(2, ge=0, description="Retries of a trial that crashes.")
     searcher: SearcherConfig = Field(default_factory=SearcherConfig)

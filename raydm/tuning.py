@@ -142,7 +142,8 @@ def _join(address: str, echo: Echo) -> None:
             f"the cluster at {address} refused a driver without a token: retrying with {token} "
             "(set RAY_AUTH_MODE=token to skip this wait)"
         )
-        os.environ["RAY_AUTH_MODE"] = "token"
+        _use_token_mode()
+        ray.shutdown()
         try:
             ray.init(address=address, log_to_driver=False)
             return
@@ -158,6 +159,17 @@ def _join(address: str, echo: Echo) -> None:
     raise ClusterError(
         f"cannot join the Ray cluster at {address} ({_error_reason(failure)}): {hint}"
     ) from None
+
+
+def _use_token_mode() -> None:
+    """RAY_AUTH_MODE=token for this process. Ray caches the mode when it first reads it, and
+    its own switch (what `ray start` and address="auto" use) refreshes that cache."""
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    except ImportError:  # a later Ray: the environment variable alone
+        os.environ["RAY_AUTH_MODE"] = "token"
+        return
+    _enable_token_auth()
 
 
 def _auth_token_here() -> str | None:
@@ -200,6 +212,23 @@ def fit_to_cluster(
     else:
         return config
     return config.model_copy(update={"resources": resources.model_copy(update={"gpu": gpu})})
+
+
+def max_concurrent(config: ExperimentConfig, local: bool) -> int:
+    """search.max_concurrent, or: as many trials as this machine fits at once; on a joined
+    cluster, every trial (its autoscaler sizes the cluster to the demand it sees).
+
+    Without a limit Tune starts one trial at a time when a searcher proposes them, so trial
+    start-up would never overlap and a GPU shared 1/k would never hold k trials."""
+    if config.search.max_concurrent:
+        return config.search.max_concurrent
+    if not local:
+        return config.search.num_samples
+    total = ray.cluster_resources()
+    slots = int(total.get("CPU", 0) / config.resources.cpu + 1e-9)
+    if config.resources.gpu:
+        slots = min(slots, int(total.get("GPU", 0) / config.resources.gpu + 1e-9))
+    return max(1, min(slots, config.search.num_samples))
 
 
 # What one CUDA context (with cuDNN and cuBLAS loaded) takes outside torch's allocator; each
@@ -301,7 +330,7 @@ def run_search(
                 search_alg=build_searcher(config),
                 scheduler=build_scheduler(config),
                 num_samples=config.search.num_samples,
-                max_concurrent_trials=config.search.max_concurrent,
+                max_concurrent_trials=max_concurrent(config, local=address is None),
             ),
             run_config=tune.RunConfig(
                 name=name,

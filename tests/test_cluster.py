@@ -129,3 +129,88 @@ def test_ctrl_c_saves_the_search_and_resume_finishes_the_same_trials(tmp_path):
         rows = list(csv.DictReader(handle))
     assert len({row["trial_id"] for row in rows}) == 4
     assert all(row["status"] == "completed" for row in rows)
+
+
+def test_quarter_gpus_run_four_trials_at_once_on_one_gpu(tmp_path):
+    """Ray's logical GPUs: one GPU declared, four trials asking 0.25 each run together."""
+    import ray
+
+    from raydm.config import load_config
+    from raydm.tuning import run_search
+
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        SPACE.format(root=tmp_path / "data", epochs=2, iters=4000, samples=4).replace(
+            "resources: {cpu: 1}", "resources: {cpu: 0.5, gpu: 0.25}"
+        )
+    )
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=1,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+    )
+    try:
+        said = []
+        outcome = run_search(
+            load_config(space), name="quarters", storage_path=str(tmp_path), echo=said.append
+        )
+    finally:
+        ray.shutdown()
+    assert not any("running on CPU" in line for line in said)  # the GPU request was kept
+    assert [t.status for t in outcome.trials] == ["completed"] * 4
+    spans = []
+    for trial_dir in (tmp_path / "quarters").glob("train_trial_*"):
+        with (trial_dir / "progress.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        last = float(rows[-1]["timestamp"])
+        spans.append((last - float(rows[-1]["time_total_s"]), last))
+    assert len(spans) == 4
+    assert max(start for start, _ in spans) < min(end for _, end in spans)  # all at once
+
+
+def test_a_token_protected_cluster_is_joined_with_the_token_and_refused_without(
+    tmp_path, monkeypatch
+):
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the cluster's processes inherit it
+    _enable_token_auth()  # and this process, which checks on the cluster, speaks it too
+    loopback = {"node_ip_address": "127.0.0.1"}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **loopback})
+    address = cluster.address
+    try:
+        cluster.wait_for_nodes()
+        space = tmp_path / "space.yaml"
+        space.write_text(SPACE.format(root=tmp_path / "data", epochs=1, iters=5, samples=1))
+        storage = tmp_path / "results"
+        driver_env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        with_token = subprocess.run(
+            [sys.executable, "-m", "raydm.cli", "tune", "--space", str(space), "--name", "t"]
+            + ["--storage-path", str(storage), "--address", address],
+            capture_output=True,
+            text=True,
+            env=driver_env,
+            timeout=150,
+        )
+        empty_home = tmp_path / "home"
+        empty_home.mkdir()
+        without = subprocess.run(
+            [sys.executable, "-m", "raydm.cli", "tune", "--space", str(space), "--name", "u"]
+            + ["--storage-path", str(storage), "--address", address],
+            capture_output=True,
+            text=True,
+            env={**driver_env, "HOME": str(empty_home)},
+            timeout=150,
+        )
+    finally:
+        cluster.shutdown()
+    assert with_token.returncode == 0, with_token.stdout + with_token.stderr
+    assert "refused a driver without a token: retrying with" in with_token.stdout
+    assert without.returncode == 1
+    assert without.stderr.splitlines()[-1].startswith(
+        f"raydm: error: --address: cannot join the Ray cluster at {address}"
+    )
+    assert "no Ray auth token here" in without.stderr
