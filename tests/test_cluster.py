@@ -173,9 +173,14 @@ def test_quarter_gpus_run_four_trials_at_once_on_one_gpu(tmp_path):
 def test_a_token_protected_cluster_is_joined_with_the_token_and_refused_without(
     tmp_path, monkeypatch
 ):
-    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    from ray._private.authentication.authentication_token_setup import (
+        _enable_token_auth,
+        generate_and_save_token,
+    )
     from ray.cluster_utils import Cluster
 
+    if not (Path.home() / ".ray" / "auth_token").exists():
+        generate_and_save_token()  # what any local ray.init() on this machine does first
     monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the cluster's processes inherit it
     _enable_token_auth()  # and this process, which checks on the cluster, speaks it too
     loopback = {"node_ip_address": "127.0.0.1"}

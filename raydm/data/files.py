@@ -91,8 +91,8 @@ def decode_image(path: str, size: int, channels: int) -> torch.Tensor:
     mode = "L" if channels == 1 else "RGB"
     try:
         with Image.open(path) as image:
-            # JPEG can decode straight at a reduced scale no smaller than the target: much
-            # faster for photos several times the size they are resized to.
+            # A JPEG at least twice the target size decodes at a reduced scale (DCT scaling),
+            # still no smaller than the target, instead of at full size.
             image.draft(mode, (size, size))
             pixels = np.asarray(
                 image.convert(mode).resize((size, size), Image.Resampling.BILINEAR),
