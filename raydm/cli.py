@@ -158,5 +158,84 @@ def train(config_path, overrides) -> None:
         click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
 
 
+@main.command()
+@click.argument("experiment", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for programs.",
+)
+@click.option("--plots", type=click.Path(file_okay=False), help="Write PNG figures here.")
+def report(experiment, output_format, plots) -> None:
+    """Summarise a finished search: the leaderboard, the best config, failed trials with their
+    reasons, and for each label-free validator the trial it would pick, that trial's oracle
+    accuracy and its rank correlation with oracle accuracy over all trials and epochs.
+
+    \b
+    Examples:
+      raydm report results/<experiment>
+      raydm report results/<experiment> --format json
+      raydm report results/<experiment> --plots figures/
+    """
+    import json
+
+    from raydm import report as reporting
+
+    try:
+        loaded = reporting.load_experiment(experiment)
+    except reporting.ReportError as err:
+        fail(str(err), USAGE_ERROR)
+    if output_format == "json":
+        click.echo(json.dumps(reporting.to_json(loaded), indent=2, allow_nan=False))
+    else:
+        click.echo(reporting.render_text(loaded))
+    if plots:
+        for path in reporting.write_plots(loaded, plots):
+            click.echo(f"wrote {path}", err=output_format == "json")
+        try:
+            reporting.param_importances(loaded)
+        except reporting.ReportError as err:
+            click.echo(f"no param_importance.png: {err}", err=True)
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(exists=True, file_okay=False))
+@click.option("--port", default=6006, show_default=True, help="Port; 0 picks a free one.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on; 0.0.0.0 exposes it to the network.",
+)
+def board(experiment, port, host) -> None:
+    """Start TensorBoard on an experiment: every trial side by side in Scalars (losses, lambda,
+    lr, validators, oracle accuracy) and in the HParams tab (searched params, final and best
+    metrics), trials ASHA stopped early included.
+
+    \b
+    Example:
+      raydm board results/<experiment>
+    """
+    import time
+
+    from tensorboard import program
+
+    server = program.TensorBoard()
+    server.configure(argv=[None, "--logdir", experiment, "--host", host, "--port", str(port)])
+    try:
+        url = server.launch()
+    except program.TensorBoardServerException as err:
+        fail(f"--port {port}: {err.msg}", RUNTIME_ERROR)
+    click.echo(f"TensorBoard on {experiment}: {url} (Ctrl-C stops it)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
 if __name__ == "__main__":
     main()

@@ -168,6 +168,12 @@ class TrainConfig(Section):
         1.0, gt=0, description="Learning-rate multiplier of the backbone (e.g. 0.1 if pretrained)."
     )
     eval_batch_size: int = Field(1024, ge=1, description="Batch size for evaluation passes.")
+    validation_samples: int = Field(
+        4096,
+        ge=10,
+        description="Unlabelled target samples (a fixed, seeded subset) the label-free "
+        "validators score each epoch.",
+    )
     seed: int = Field(0, description="Seed of initialisation and batch order.")
 
 

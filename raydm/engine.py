@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from raydm import metrics as m
+from raydm import validators
 from raydm.backbones import BACKBONES, load_pretrained, pretrained_state
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair, pipeline
@@ -62,19 +63,38 @@ def place(method: Method, device: torch.device, images: bool) -> Method:
 @torch.no_grad()
 def evaluate(
     method: Method, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], transform: Transform
-) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``method`` over (raw inputs, labels) batches."""
+) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """(accuracy, mean cross-entropy, predictions, labels) of ``method`` over (raw inputs,
+    labels) batches."""
     was_training = method.training
     method.eval()
-    correct, loss, count = 0, 0.0, 0
+    loss, predictions, truth = 0.0, [], []
     for inputs, labels in batches:
         labels = labels.to(transform.device)
         logits = method.predict(transform.evaluation(inputs))
-        correct += (logits.argmax(1) == labels).sum().item()
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        count += len(labels)
+        predictions.append(logits.argmax(1).cpu())
+        truth.append(labels.cpu())
     method.train(was_training)
-    return correct / count, loss / count
+    predictions, truth = torch.cat(predictions), torch.cat(truth)
+    return (predictions == truth).float().mean().item(), loss / len(truth), predictions, truth
+
+
+@torch.no_grad()
+def target_outputs(
+    method: Method, batches: Iterable[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax probabilities, backbone features) of ``method`` over prepared target batches,
+    on the CPU: what the label-free validators look at."""
+    was_training = method.training
+    method.eval()
+    probabilities, features = [], []
+    for inputs in batches:
+        batch_features = method.backbone(inputs)
+        probabilities.append(method.classify(batch_features).softmax(1).cpu())
+        features.append(batch_features.flatten(1).cpu())
+    method.train(was_training)
+    return torch.cat(probabilities), torch.cat(features)
 
 
 def pseudo_label_stats(pseudo_labels: torch.Tensor, data: DomainPair) -> dict[str, float]:
@@ -131,6 +151,23 @@ def fit(
     def target_batches():
         return _prepared(data.target_train, train.eval_batch_size, loader, transform)
 
+    # DEV (You et al. 2019) is too costly for every ASHA rung; the features it needs are kept
+    # with each checkpoint for `raydm report` to score the top trials afterwards.
+    dev_parts = {
+        name: _seeded_subset(part, DEV_SAMPLES, seed_for(train.seed, f"dev-{name}"))
+        for name, part in (
+            ("source_val", data.source_val),
+            ("source_train", data.source_train),
+            ("target", data.target_train),
+        )
+    }
+
+    # The validators look at a fixed, seeded subset of the unlabelled target (their cost grows
+    # with it: SND pairs every sample with every other, ClassAMI runs k-means).
+    validation_targets = _seeded_subset(
+        data.target_train, train.validation_samples, seed_for(train.seed, "validation-subset")
+    )
+
     epoch_metrics: dict[str, float] = {}
     method.train()
     for epoch in range(first_epoch, train.epochs):
@@ -163,15 +200,26 @@ def fit(
         epoch_metrics[m.TRAIN_LR] = lr
         if pseudo_labels is not None:
             epoch_metrics.update(pseudo_label_stats(pseudo_labels, data))
-        val_acc, val_loss = evaluate(
+        val_acc, val_loss, val_predicted, val_truth = evaluate(
             method,
             pipeline.evaluation_batches(data.source_val, train.eval_batch_size, loader),
             transform,
         )
-        target_acc, _ = evaluate(
+        target_acc, *_ = evaluate(
             method,
             pipeline.evaluation_batches(data.target_test, train.eval_batch_size, loader),
             transform,
+        )
+        probabilities, features = target_outputs(
+            method, _prepared(validation_targets, train.eval_batch_size, loader, transform)
+        )
+        epoch_metrics.update(
+            validators.target_validators(
+                probabilities, features, data.num_classes, seed=seed_for(train.seed, "validators")
+            )
+        )
+        epoch_metrics[m.SOURCE_VAL_MACRO_ACC] = validators.macro_accuracy(
+            val_predicted, val_truth, data.num_classes
         )
         epoch_metrics.update(
             {
@@ -183,6 +231,15 @@ def fit(
             }
         )
         if on_epoch is not None:
+            dev_inputs = {
+                **_features_and_losses(
+                    method, dev_parts["source_val"], loader, transform, "source_val"
+                ),
+                **_features_and_losses(
+                    method, dev_parts["source_train"], loader, transform, "source_train"
+                ),
+                **_features_and_losses(method, dev_parts["target"], loader, transform, "target"),
+            }
             state = {
                 "model": method.state_dict(),
                 "optimizers": [opt.state_dict() for opt in method.optimizers()],
@@ -191,11 +248,47 @@ def fit(
                 "augment_rng": transform.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "epoch": epoch + 1,
+                DEV_INPUTS: dev_inputs,
             }
             on_epoch(epoch + 1, epoch_metrics, state)
     source.close()
     target.close()
     return epoch_metrics
+
+
+# Samples per part whose features are saved for DEV: enough for its domain classifier,
+# small enough (float16) to checkpoint every epoch.
+DEV_SAMPLES = 1000
+DEV_INPUTS = "dev_inputs"  # key of those features in the epoch state
+
+
+def _seeded_subset(part, count: int, seed: int):
+    if len(part) <= count:
+        return part
+    order = torch.randperm(len(part), generator=torch.Generator().manual_seed(seed))
+    return part.subset(order[:count].sort().values)
+
+
+@torch.no_grad()
+def _features_and_losses(
+    method: Method, part, loader: Loader, transform: Transform, name: str
+) -> dict[str, torch.Tensor]:
+    """Backbone features (float16, CPU) of ``part`` and, where labels may be used (source),
+    per-sample cross-entropy: the inputs of DEV."""
+    was_training = method.training
+    method.eval()
+    features, losses = [], []
+    for inputs, labels in pipeline.evaluation_batches(part, 1024, loader):
+        batch_features = method.backbone(transform.evaluation(inputs))
+        features.append(batch_features.flatten(1).half().cpu())
+        if name.startswith("source"):
+            logits = method.classify(batch_features)
+            losses.append(F.cross_entropy(logits, labels.to(logits.device), reduction="none").cpu())
+    method.train(was_training)
+    out = {f"{name}_features": torch.cat(features)}
+    if losses:
+        out[f"{name}_losses"] = torch.cat(losses)
+    return out
 
 
 def _setup(

@@ -11,11 +11,23 @@ EPOCHS_PLANNED = "epochs_planned"
 TRAIN_LOSS = "train/loss"
 TRAIN_LR = "train/lr"
 SOURCE_VAL_ACC = "val/source_acc"
+SOURCE_VAL_MACRO_ACC = "val/source_macro_acc"  # mean of per-class recalls
 SOURCE_VAL_LOSS = "val/source_loss"
+# Label-free validators on the unlabelled target train split (raydm/validators.py); each is
+# "higher is better".
+NEG_ENTROPY = "val/neg_entropy"
+IM = "val/im"
+BNM = "val/bnm"
+SND = "val/snd"
+CLASS_AMI = "val/class_ami"
+VALIDATORS = (SOURCE_VAL_ACC, SOURCE_VAL_MACRO_ACC, NEG_ENTROPY, IM, BNM, SND, CLASS_AMI)
 TARGET_ACC = "oracle/target_acc"
 PSEUDO_LABEL_ACC = "oracle/pseudo_label_acc"
 PSEUDO_LABEL_COVERAGE = "train/pseudo_label_coverage"
 PSEUDO_LABEL_SHARE = "train/pseudo_label_share"  # one metric per class: .../<class name>
+
+# best/<metric>: the best value of the selection metric a trial has reached so far.
+BEST_PREFIX = "best/"
 
 # A trial that cannot go on (its loss diverged, its GPU share ran out of memory) reports once
 # more with these and ends: retrying would fail the same way.
@@ -23,9 +35,13 @@ FAILED = "trial/failed"
 FAILURE_REASON = "trial/failure"
 
 # Metrics a search may rank trials by, with the direction that is better.
-SELECTABLE = {SOURCE_VAL_ACC: "max", SOURCE_VAL_LOSS: "min", TARGET_ACC: "max"}
+SELECTABLE = {
+    **{name: "max" for name in VALIDATORS},
+    SOURCE_VAL_LOSS: "min",
+    TARGET_ACC: "max",
+}
 
 
 def is_reported(name: str) -> bool:
     """Whether ``name`` is one of raydm's own per-epoch metrics (not Tune's bookkeeping)."""
-    return name.startswith(("train/", "val/", "oracle/"))
+    return name.startswith(("train/", "val/", "oracle/", BEST_PREFIX))

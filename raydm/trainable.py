@@ -21,6 +21,8 @@ from raydm.config import ExperimentConfig
 from raydm.data import DomainPair
 
 STATE_FILE = "state.pt"
+DEV_FILE = "dev_inputs.pt"  # features and losses DEV scores after the search
+BEST_KEY = "selection_best"  # sign-adjusted best of the selection metric, kept for resumes
 CONFIG_FILE = "config.yaml"
 
 
@@ -46,12 +48,22 @@ def train_trial(
             resume_from = torch.load(Path(directory) / STATE_FILE, weights_only=True)
 
     epochs_done = resume_from["epoch"] if resume_from else 0
+    metric, sign = config.search.metric, 1 if config.search.mode == "max" else -1
+    best = resume_from.get(BEST_KEY, -math.inf) if resume_from else -math.inf
 
     def report(epoch: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
-        nonlocal epochs_done
+        nonlocal epochs_done, best
         epochs_done = epoch
+        # The best value so far travels with every result, so the last result (what
+        # TensorBoard's HParams view and Optuna see) carries it, for stopped trials too.
+        value = metrics.get(metric, math.nan)
+        if not math.isnan(value):
+            best = max(best, sign * value)
+        metrics = {**metrics, f"{m.BEST_PREFIX}{metric}": sign * best}
+        dev_inputs = state.pop(engine.DEV_INPUTS)  # for `raydm report`, not for resuming
         with tempfile.TemporaryDirectory() as directory:
-            torch.save(state, Path(directory) / STATE_FILE)
+            torch.save({**state, BEST_KEY: best}, Path(directory) / STATE_FILE)
+            torch.save(dev_inputs, Path(directory) / DEV_FILE)
             (Path(directory) / CONFIG_FILE).write_text(config.to_yaml())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 

@@ -35,6 +35,7 @@ from raydm.trainable import train_trial
 RESULTS_FILE = "results.csv"
 BEST_FILE = "best.yaml"
 SPACE_FILE = "search_space.yaml"  # the resolved search, as validated, for the record
+STUDY_FILE = "optuna.journal"  # the Optuna study, for optuna-dashboard
 Echo = Callable[[str], None]
 
 
@@ -76,7 +77,11 @@ def ended_early(result: dict, max_epochs: int) -> bool:
     return result.get(m.EPOCH, 0) < planned
 
 
-def build_searcher(config: ExperimentConfig) -> OptunaSearch | None:
+def build_searcher(
+    config: ExperimentConfig, study_file: Path | None = None, study_name: str = "raydm"
+) -> OptunaSearch | None:
+    """The Optuna searcher; with ``study_file``, its study is kept in that Optuna journal file
+    (``optuna-dashboard FILE`` opens it)."""
     if not config.params:
         return None  # nothing to search: num_samples repeats of the one config
     searcher = config.search.searcher
@@ -86,7 +91,17 @@ def build_searcher(config: ExperimentConfig) -> OptunaSearch | None:
         )
     else:
         sampler = optuna.samplers.RandomSampler(seed=searcher.seed)
-    return PruningAwareOptunaSearch(sampler=sampler, max_epochs=config.max_epochs())
+    storage = None
+    if study_file is not None:
+        backend = optuna.storages.journal.JournalFileBackend(str(study_file))
+        storage = optuna.storages.JournalStorage(backend)
+    return PruningAwareOptunaSearch(
+        sampler=sampler,
+        max_epochs=config.max_epochs(),
+        storage=storage,
+        # Ray's OptunaSearch loads an existing study of the same name: one name per experiment.
+        study_name=study_name,
+    )
 
 
 def build_scheduler(config: ExperimentConfig):
@@ -327,7 +342,7 @@ def run_search(
             tune_config=tune.TuneConfig(
                 metric=config.search.metric,
                 mode=config.search.mode,
-                search_alg=build_searcher(config),
+                search_alg=build_searcher(config, experiment_dir / STUDY_FILE, name),
                 scheduler=build_scheduler(config),
                 num_samples=config.search.num_samples,
                 max_concurrent_trials=max_concurrent(config, local=address is None),
@@ -366,7 +381,7 @@ def _copy_to_storage(experiment_dir: Path, experiment_path: str) -> None:
     import pyarrow.fs
 
     filesystem, root = pyarrow.fs.FileSystem.from_uri(experiment_path)
-    for name in (SPACE_FILE, RESULTS_FILE, BEST_FILE):
+    for name in (SPACE_FILE, RESULTS_FILE, BEST_FILE, STUDY_FILE):
         local = experiment_dir / name
         if local.exists():
             with filesystem.open_output_stream(f"{root}/{name}") as stream:
@@ -476,7 +491,8 @@ def leaderboard(outcome: SearchOutcome, config: ExperimentConfig, top: int = 10)
     """The top trials as a fixed-width table."""
     metric = config.search.metric
     headers = ["trial", "status", "epochs", *config.params, f"best {metric}", "@epoch"]
-    headers += [f"final {name}" for name in m.SELECTABLE if name != metric]
+    shown = [name for name in (m.SOURCE_VAL_ACC, m.TARGET_ACC) if name != metric]
+    headers += [f"final {name}" for name in shown]
     rows = []
     for trial in outcome.trials[:top]:
         rows.append(
@@ -487,7 +503,7 @@ def leaderboard(outcome: SearchOutcome, config: ExperimentConfig, top: int = 10)
                 *(_short(trial.params.get(key)) for key in config.params),
                 _short(trial.best_value),
                 str(trial.best_epoch),
-                *(_short(trial.final.get(name)) for name in m.SELECTABLE if name != metric),
+                *(_short(trial.final.get(name)) for name in shown),
             ]
         )
     widths = [

@@ -129,6 +129,12 @@ def test_ctrl_c_saves_the_search_and_resume_finishes_the_same_trials(tmp_path):
         rows = list(csv.DictReader(handle))
     assert len({row["trial_id"] for row in rows}) == 4
     assert all(row["status"] == "completed" for row in rows)
+    # Optuna, too, saw each trial once.
+    import optuna
+
+    journal = optuna.storages.journal.JournalFileBackend(str(storage / "run" / "optuna.journal"))
+    study = optuna.load_study(study_name="run", storage=optuna.storages.JournalStorage(journal))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
 
 
 def test_quarter_gpus_run_four_trials_at_once_on_one_gpu(tmp_path):

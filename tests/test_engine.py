@@ -1,4 +1,5 @@
 import copy
+import math
 
 import pytest
 import torch
@@ -65,3 +66,19 @@ def test_fit_refuses_a_config_that_still_searches(data_root):
     config = load_config(SPACES / "moons.yaml", [f"data.root={data_root}"])
     with pytest.raises(ValueError, match="still searched"):
         engine.fit(config, load_domain_pair(config.data))
+
+
+def test_every_epoch_reports_every_label_free_validator(moons):
+    config, data = moons
+    reported = []
+    engine.fit(config, data, on_epoch=lambda epoch, metrics, state: reported.append(metrics))
+    for name in m.VALIDATORS:
+        assert name in reported[-1], name
+    last = reported[-1]
+    assert -math.log(2) <= last[m.NEG_ENTROPY] <= 0  # two classes
+    assert 0 <= last[m.IM] <= math.log(2) + 1e-9
+    assert 0 < last[m.BNM] <= 1
+    assert -1 <= last[m.CLASS_AMI] <= 1
+    assert 0 <= last[m.SOURCE_VAL_MACRO_ACC] <= 1
+    # Balanced source validation classes: macro and micro accuracy agree within a class share.
+    assert abs(last[m.SOURCE_VAL_MACRO_ACC] - last[m.SOURCE_VAL_ACC]) < 0.1

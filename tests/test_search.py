@@ -1,5 +1,4 @@
 import csv
-import pickle
 
 import optuna
 import pytest
@@ -112,9 +111,13 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     best_values = [float(row["best:val/source_acc"]) for row in rows]
     assert best_values == sorted(best_values, reverse=True)
 
-    # What Optuna learned from: stopped trials as PRUNED with their last rung's value.
-    state_file = next(experiment.glob("searcher-state-*.pkl"))
-    study = pickle.loads(state_file.read_bytes())["_ot_study"]
+    # What Optuna learned from: stopped trials as PRUNED with their last rung's value. The
+    # study is kept in a journal file that optuna-dashboard (or Optuna itself) opens.
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(experiment / "optuna.journal"))
+    )
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert len(study.trials) == 6
     states = [trial.state for trial in study.trials]
     assert states.count(optuna.trial.TrialState.PRUNED) == statuses.count("stopped")
     assert states.count(optuna.trial.TrialState.COMPLETE) == statuses.count("completed")

@@ -43,9 +43,15 @@ class Method(nn.Module):
         force for this epoch (one per target train sample, -1 where none), if the method has."""
         return None
 
+    backbone: nn.Module
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits from backbone features."""
+        raise NotImplementedError
+
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         """Class logits."""
-        raise NotImplementedError
+        return self.classify(self.backbone(inputs))
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         """Every optimiser; param groups carry ``lr_mult`` for the shared lr schedule."""

@@ -225,8 +225,7 @@ class CGDM(Method):
     def set_extra_state(self, state) -> None:
         self.pseudo_labels = state["pseudo_labels"].to(self.pseudo_labels.device)
 
-    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(inputs)
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
         return self.heads[0](features) + self.heads[1](features)
 
     # --- pseudo-labels -----------------------------------------------------------------------

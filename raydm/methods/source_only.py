@@ -42,8 +42,8 @@ class SourceOnly(Method):
         self.optimizer.step()
         return {"train/loss_cls": loss.item(), "train/loss": loss.item()}
 
-    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(inputs))
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
 
     def optimizers(self):
         return [self.optimizer]

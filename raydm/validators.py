@@ -1,0 +1,336 @@
+"""Label-free model-selection criteria for unsupervised domain adaptation.
+
+Every validator here is "higher is better", so a search can maximise any of them (see
+``raydm.metrics.SELECTABLE``). They are plain torch / scikit-learn functions of a model's
+outputs; none of them sees a target label. ``macro_accuracy`` uses source validation labels
+only, and ``rank_correlations`` is an analysis tool that compares a validator with the oracle
+(target) accuracy after the fact.
+
+Sources:
+
+- Entropy: Grandvalet & Bengio, "Semi-supervised learning by entropy minimization", NeurIPS
+  2004; used to select UDA models by Morerio, Cavazza & Murino, "Minimal-entropy correlation
+  alignment for unsupervised deep domain adaptation", ICLR 2018.
+- Information maximisation (IM): Gomes, Krause & Perona, "Discriminative clustering by
+  regularized information maximization", NeurIPS 2010; Liang, Hu & Feng, "Do we really need
+  to access the source data? (SHOT)", ICML 2020.
+- Batch nuclear-norm (BNM): Cui, Wang, Zhuo, Li, Huang & Tian, "Towards discriminability and
+  diversity: batch nuclear-norm maximization under label insufficient situations", CVPR 2020.
+- Soft neighbourhood density (SND): Saito, Kim, Teterwak, Sclaroff, Darrell & Saenko, "Tune it
+  the right way: unsupervised validation of domain adaptation via soft neighborhood density",
+  ICCV 2021.
+- ClassAMI and the weighted Spearman correlation: Musgrave, Belongie & Lim, "Benchmarking
+  validation methods for unsupervised domain adaptation", arXiv:2208.07360, 2022.
+- Deep embedded validation (DEV): You, Wang, Chen, Wang & Long, "Towards accurate model
+  selection in deep unsupervised domain adaptation", ICML 2019, which builds on importance-
+  weighted cross-validation (Sugiyama, Krauledat & Müller, JMLR 2007).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import rankdata, spearmanr
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import adjusted_mutual_info_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from torch import Tensor
+
+from raydm import metrics as m
+
+EPS = 1e-12  # floor of a probability inside a logarithm
+# k-means restarts of ClassAMI: few enough to stay cheap each epoch, enough that one bad
+# initialisation does not decide the score.
+KMEANS_RESTARTS = 3
+# Inverse regularisation strengths DEV's domain classifier chooses from (by held-out log loss).
+DOMAIN_CLASSIFIER_CS = (0.01, 0.1, 1.0, 10.0, 100.0)
+MAX_LOG_RATIO = 50.0  # DEV clips log density ratios here so that exp() stays finite
+WEIGHTED_SPEARMAN_POWER = 2.0
+
+
+def _matrix(values: Tensor, name: str) -> Tensor:
+    """``values`` as a non-empty 2-D float64 tensor on the CPU."""
+    values = torch.as_tensor(values).detach().cpu().to(torch.float64)
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty N x D matrix, got shape {tuple(values.shape)}"
+        )
+    return values
+
+
+def _entropy(probabilities: Tensor) -> Tensor:
+    """Entropy (nats) of each row; rows are probability vectors. 0 log 0 counts as 0."""
+    return -(probabilities * probabilities.clamp_min(EPS).log()).sum(-1)
+
+
+def neg_entropy(probabilities: Tensor) -> float:
+    """Minus the mean entropy (natural log) of the N x K target softmax outputs.
+
+    0 for one-hot predictions, -log K for uniform ones. Confident predictions score higher.
+    """
+    p = _matrix(probabilities, "probabilities")
+    return -_entropy(p).mean().item()
+
+
+def information_maximization(probabilities: Tensor) -> float:
+    """IM = H(mean prediction) - mean per-sample entropy, of N x K softmax outputs.
+
+    High when each prediction is confident (low per-sample entropy) and the classes are used
+    equally often (high entropy of the mean): at most log K, for one-hot predictions spread
+    evenly over the K classes; 0 for uniform predictions and for predictions that all put
+    the same confident answer. This is the validator's sign convention (higher is better), the
+    opposite of the IM *loss* that CGDM and SHOT minimise.
+    """
+    p = _matrix(probabilities, "probabilities")
+    return (_entropy(p.mean(0)) - _entropy(p).mean()).item()
+
+
+def batch_nuclear_norm(probabilities: Tensor) -> float:
+    """BNM (Cui et al., CVPR 2020): nuclear norm of the N x K softmax matrix divided by N.
+
+    The nuclear norm grows with both the confidence and the diversity of the predictions: it
+    is K for N = K one-hot predictions that use every class once (score 1) and sqrt(N) for N
+    one-hot predictions of the same class (score 1/sqrt(N)).
+    """
+    p = _matrix(probabilities, "probabilities")
+    return (torch.linalg.matrix_norm(p, ord="nuc") / p.shape[0]).item()
+
+
+def soft_neighborhood_density(
+    probabilities: Tensor, temperature: float = 0.05, batch_size: int = 1024
+) -> float:
+    """SND (Saito et al., ICCV 2021): the mean entropy of each sample's soft neighbourhood.
+
+    Each row of the N x K softmax outputs is L2-normalised (P); the similarities
+    S = P P^T / temperature, with each sample's similarity to itself excluded (set to -inf),
+    go through a row-wise softmax, giving each sample a distribution over its N - 1
+    neighbours; SND is the mean over samples of that distribution's entropy. A sample with
+    many equally close neighbours spreads its distribution over all of them (high entropy);
+    one with a single close neighbour concentrates it there (low entropy). (A sample that is
+    equally far from all others also gets a flat, high-entropy distribution.) Higher is
+    better, as in the paper. Rows are processed ``batch_size`` at a time, so memory is
+    O(batch_size x N) rather than O(N^2). Needs at least two samples.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    p = F.normalize(_matrix(probabilities, "probabilities"), dim=1)
+    n = p.shape[0]
+    if n < 2:
+        raise ValueError("soft_neighborhood_density needs at least two samples")
+    total = torch.zeros((), dtype=torch.float64)
+    for start in range(0, n, batch_size):
+        block = p[start : start + batch_size]
+        rows = torch.arange(block.shape[0])
+        similarity = block @ p.T / temperature
+        similarity[rows, start + rows] = -math.inf
+        log_q = similarity.log_softmax(1)
+        q = log_q.exp()
+        # The excluded self-similarity has q = 0 and log q = -inf; it contributes nothing.
+        total -= torch.where(q > 0, q * log_q, torch.zeros_like(q)).sum()
+    return (total / n).item()
+
+
+def class_ami(features: Tensor, predictions: Tensor, num_classes: int, seed: int = 0) -> float:
+    """ClassAMI (Musgrave et al., 2022): agreement between k-means clusters of the target
+    features and the model's predicted classes.
+
+    k-means (``num_classes`` clusters, ``KMEANS_RESTARTS`` restarts, ``random_state=seed``) on
+    the L2-normalised N x D target features, then the adjusted mutual information
+    (scikit-learn's ``adjusted_mutual_info_score``) between cluster ids and predictions: about
+    0 when predictions ignore the feature clusters, 1 when they coincide. When there are fewer
+    distinct feature vectors than ``num_classes`` the number of clusters is reduced to that
+    count; constant predictions get whatever scikit-learn's AMI defines.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    x = F.normalize(_matrix(features, "features").flatten(1), dim=1)
+    labels = torch.as_tensor(predictions).detach().cpu().reshape(-1).numpy()
+    if len(labels) != x.shape[0]:
+        raise ValueError(f"{len(labels)} predictions for {x.shape[0]} feature vectors")
+    clusters = min(num_classes, torch.unique(x, dim=0).shape[0])
+    if clusters == 1:
+        cluster_ids = np.zeros(len(labels), dtype=np.int64)
+    else:
+        kmeans = KMeans(n_clusters=clusters, n_init=KMEANS_RESTARTS, random_state=seed)
+        cluster_ids = kmeans.fit_predict(x.to(torch.float32).numpy())
+    return float(adjusted_mutual_info_score(cluster_ids, labels))
+
+
+def macro_accuracy(logits_or_predictions: Tensor, labels: Tensor, num_classes: int) -> float:
+    """Mean over the classes present in ``labels`` of the per-class recall.
+
+    ``logits_or_predictions`` is either N class indices or an N x C matrix of scores (logits
+    or probabilities), whose row-wise argmax is the prediction. Unlike plain (micro) accuracy,
+    every class counts equally however many samples it has.
+    """
+    predictions = torch.as_tensor(logits_or_predictions).detach().cpu()
+    if predictions.ndim == 2:
+        predictions = predictions.argmax(1)
+    predictions = predictions.reshape(-1).long()
+    labels = torch.as_tensor(labels).detach().cpu().reshape(-1).long()
+    if len(labels) == 0:
+        raise ValueError("macro_accuracy needs at least one labelled sample")
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes})")
+    support = torch.bincount(labels, minlength=num_classes)
+    correct = torch.bincount(labels[predictions == labels], minlength=num_classes)
+    present = support > 0
+    return (correct[present].double() / support[present]).mean().item()
+
+
+def _domain_classifier(c: float) -> LogisticRegression:
+    return LogisticRegression(C=c, class_weight="balanced", max_iter=1000)
+
+
+def _domain_log_ratio(
+    source_features: np.ndarray, target_features: np.ndarray, query: np.ndarray, seed: int
+) -> np.ndarray:
+    """log(p_target(x) / p_source(x)) at ``query`` from a logistic-regression domain
+    classifier trained on source (0) vs target (1) features.
+
+    The classes are weighted as balanced, so the classifier's log odds estimate the density
+    ratio directly; with unweighted classes they would include log(n_t / n_s), which DEV's
+    reference code removes by multiplying the odds by n_s / n_t. As DEV selects its domain
+    classifier's weight decay on held-out data, the inverse regularisation strength is chosen
+    from ``DOMAIN_CLASSIFIER_CS`` by cross-validated log loss (what a density ratio needs to
+    be right is the classifier's probabilities, not just its decisions).
+    """
+    x = np.concatenate([source_features, target_features])
+    y = np.concatenate([np.zeros(len(source_features)), np.ones(len(target_features))])
+    folds = min(3, len(source_features), len(target_features))
+    best_c = 1.0
+    if folds >= 2:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        held_out_loss = [
+            -cross_val_score(_domain_classifier(c), x, y, cv=splits, scoring="neg_log_loss").mean()
+            for c in DOMAIN_CLASSIFIER_CS
+        ]
+        best_c = DOMAIN_CLASSIFIER_CS[int(np.argmin(held_out_loss))]
+    classifier = _domain_classifier(best_c).fit(x, y)
+    return np.clip(classifier.decision_function(query), -MAX_LOG_RATIO, MAX_LOG_RATIO)
+
+
+def _normalised_rows(values: Tensor, name: str) -> np.ndarray:
+    return F.normalize(_matrix(values, name).flatten(1), dim=1).numpy()
+
+
+def dev_risk(
+    source_val_features: Tensor,
+    source_val_losses: Tensor,
+    source_train_features: Tensor,
+    target_features: Tensor,
+    seed: int = 0,
+) -> float:
+    """Minus the DEV risk (You et al., ICML 2019), so that higher is better.
+
+    DEV estimates the target risk from the source validation set by importance weighting.
+    A domain classifier (logistic regression on L2-normalised features, balanced classes,
+    see ``_domain_log_ratio``) is trained on source train vs target features, as in the paper,
+    and applied to the source validation samples to give density ratios
+    w(x) = p_target(x) / p_source(x). With the weighted losses L = w * loss, the control
+    variate coefficient is eta = -Cov(L, w) / Var(w) (sample covariance and variance) and
+
+        DEV = mean(L) + eta * mean(w) - eta,
+
+    which uses that E[w] = 1 to cancel much of the variance of mean(L). When Var(w) is zero
+    (or there is a single validation sample) eta is 0 and DEV = mean(L). ``source_val_losses``
+    are per-sample losses (cross-entropy, or 0/1 errors) on the source validation samples.
+    The returned value is -DEV.
+    """
+    val = _normalised_rows(source_val_features, "source_val_features")
+    losses = torch.as_tensor(source_val_losses).detach().cpu().to(torch.float64).reshape(-1)
+    if len(losses) != len(val):
+        raise ValueError(f"{len(losses)} losses for {len(val)} source validation samples")
+    source = _normalised_rows(source_train_features, "source_train_features")
+    target = _normalised_rows(target_features, "target_features")
+    weights = np.exp(_domain_log_ratio(source, target, val, seed))
+    weighted = weights * losses.numpy()
+    eta = 0.0
+    if len(weights) > 1:
+        variance = np.var(weights, ddof=1)
+        if variance > 1e-12 * max(1.0, float(np.mean(weights)) ** 2):
+            eta = -np.cov(weighted, weights, ddof=1)[0, 1] / variance
+    risk = np.mean(weighted) + eta * np.mean(weights) - eta
+    return -float(risk)
+
+
+def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    mx = np.average(x, weights=w)
+    my = np.average(y, weights=w)
+    covariance = np.average((x - mx) * (y - my), weights=w)
+    spread = math.sqrt(np.average((x - mx) ** 2, weights=w) * np.average((y - my) ** 2, weights=w))
+    return float(covariance / spread) if spread > 0 else math.nan
+
+
+def rank_correlations(
+    validator_values: Sequence[float] | np.ndarray | Tensor,
+    oracle_values: Sequence[float] | np.ndarray | Tensor,
+) -> dict[str, float]:
+    """How well a validator ranks (trial, epoch) points by their oracle (target) accuracy.
+
+    Returns ``{"spearman": ..., "weighted_spearman": ...}``:
+
+    - ``spearman``: scipy's Spearman rank correlation.
+    - ``weighted_spearman``: the weighted Spearman correlation of Musgrave et al. (2022), which
+      cares most about the top of the validator's ranking, since that is where a model is
+      selected. With r_i the (average-tie) rank of validator value i in 1..N (N = best) and
+      s_i the rank of oracle value i, each point gets the weight w_i = (r_i / N)^p with
+      p = ``WEIGHTED_SPEARMAN_POWER`` = 2, and the result is the weighted Pearson correlation
+
+          sum_i w_i (r_i - r_w)(s_i - s_w) / sqrt(sum_i w_i (r_i - r_w)^2 sum_i w_i (s_i - s_w)^2)
+
+      with r_w, s_w the w-weighted means of the ranks. (Musgrave et al.'s code normalises
+      dense ranks by their maximum; without ties that is the same r_i / N.)
+
+    A non-finite validator value counts as worse than every finite one (Musgrave et al.'s code
+    sets it to the minimum: a validator that failed would not select that point). Both values
+    are NaN when there are fewer than 3 points or either input is constant.
+    """
+    scores = np.asarray(torch.as_tensor(validator_values).cpu(), dtype=np.float64).reshape(-1)
+    oracle = np.asarray(torch.as_tensor(oracle_values).cpu(), dtype=np.float64).reshape(-1)
+    if len(scores) != len(oracle):
+        raise ValueError(f"{len(scores)} validator values for {len(oracle)} oracle values")
+    if not np.isfinite(oracle).all():
+        raise ValueError("oracle values must be finite")
+    nan = {"spearman": math.nan, "weighted_spearman": math.nan}
+    finite = np.isfinite(scores)
+    if len(scores) < 3 or not finite.any():
+        return nan
+    worst = scores[finite].min()
+    scores = np.where(finite, scores, worst - max(1.0, abs(worst)))
+    if np.ptp(scores) == 0 or np.ptp(oracle) == 0:
+        return nan
+    score_ranks = rankdata(scores)
+    oracle_ranks = rankdata(oracle)
+    weights = (score_ranks / len(scores)) ** WEIGHTED_SPEARMAN_POWER
+    return {
+        "spearman": float(spearmanr(scores, oracle).statistic),
+        "weighted_spearman": _weighted_pearson(score_ranks, oracle_ranks, weights),
+    }
+
+
+def target_validators(
+    probabilities: Tensor, features: Tensor, num_classes: int, seed: int = 0
+) -> dict[str, float]:
+    """Every label-free target validator of one model, keyed by its ``raydm.metrics`` name.
+
+    ``probabilities`` are the N x K softmax outputs and ``features`` the N x D backbone
+    features of the same unlabelled target samples; ClassAMI compares the features' clusters
+    with the predictions ``probabilities.argmax(1)``.
+    """
+    return {
+        m.NEG_ENTROPY: neg_entropy(probabilities),
+        m.IM: information_maximization(probabilities),
+        m.BNM: batch_nuclear_norm(probabilities),
+        m.SND: soft_neighborhood_density(probabilities),
+        m.CLASS_AMI: class_ami(features, probabilities.argmax(1), num_classes, seed=seed),
+    }

@@ -1,0 +1,299 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from raydm import metrics as m
+from raydm.validators import (
+    batch_nuclear_norm,
+    class_ami,
+    dev_risk,
+    information_maximization,
+    macro_accuracy,
+    neg_entropy,
+    rank_correlations,
+    soft_neighborhood_density,
+    target_validators,
+)
+
+K = 4
+
+
+def _one_hot(classes, num_classes=K):
+    return F.one_hot(torch.tensor(classes), num_classes).double()
+
+
+def _uniform(n, num_classes=K):
+    return torch.full((n, num_classes), 1.0 / num_classes, dtype=torch.float64)
+
+
+def _binary_entropy(p):
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+# --- entropy, IM, BNM ---------------------------------------------------------------------
+
+
+def test_neg_entropy_is_zero_for_one_hot_and_minus_log_k_for_uniform():
+    assert neg_entropy(_one_hot([0, 1, 2, 2, 3])) == 0.0
+    assert neg_entropy(_uniform(5)) == pytest.approx(-math.log(K), abs=1e-12)
+    half = torch.tensor([[0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    assert neg_entropy(half) == pytest.approx(-math.log(2) / 2, abs=1e-12)
+
+
+def test_information_maximization_rewards_confident_and_diverse_predictions():
+    diverse = _one_hot([0, 1, 2, 3, 0, 1, 2, 3])
+    collapsed = _one_hot([2] * 8)
+    assert information_maximization(diverse) == pytest.approx(math.log(K), abs=1e-12)
+    assert information_maximization(collapsed) == pytest.approx(0.0, abs=1e-12)
+    assert information_maximization(_uniform(8)) == pytest.approx(0.0, abs=1e-12)
+    # Confident but using only two of the four classes: H(mean) = log 2, per-sample 0.
+    assert information_maximization(_one_hot([0, 1, 0, 1])) == pytest.approx(math.log(2))
+
+
+def test_batch_nuclear_norm_of_diverse_and_collapsed_one_hot_predictions():
+    diverse = _one_hot([2, 0, 3, 1])  # N = K, every class once: a permutation matrix
+    collapsed = _one_hot([1, 1, 1, 1])  # one column of ones: a single singular value sqrt(N)
+    assert batch_nuclear_norm(diverse) == pytest.approx(1.0, abs=1e-12)
+    assert batch_nuclear_norm(collapsed) == pytest.approx(math.sqrt(4) / 4, abs=1e-12)
+    assert batch_nuclear_norm(diverse) > batch_nuclear_norm(collapsed)
+    # Uniform: rank one, its singular value the Frobenius norm sqrt(N / K).
+    assert batch_nuclear_norm(_uniform(4)) == pytest.approx(math.sqrt(4 / K) / 4, abs=1e-12)
+
+
+# --- SND -------------------------------------------------------------------------------------
+
+
+def _snd_reference(probabilities, temperature):
+    """SND written out on the full N x N matrix."""
+    p = probabilities / probabilities.norm(dim=1, keepdim=True)
+    similarity = p @ p.T / temperature
+    n = len(p)
+    total = 0.0
+    for i in range(n):
+        others = torch.cat([similarity[i, :i], similarity[i, i + 1 :]])
+        q = torch.softmax(others, 0)
+        total += -(q * torch.log(q)).sum().item()
+    return total / n
+
+
+def test_snd_matches_a_hand_computed_case():
+    # Samples 0 and 1 agree, sample 2 is orthogonal to both. With temperature 0.05, samples 0
+    # and 1 see logits (20, 0) over their two neighbours; sample 2 sees (0, 0), i.e. uniform.
+    probabilities = _one_hot([0, 0, 1], num_classes=2)
+    close = math.exp(20) / (math.exp(20) + 1)
+    expected = (2 * _binary_entropy(close) + math.log(2)) / 3
+    assert soft_neighborhood_density(probabilities) == pytest.approx(expected, rel=1e-9)
+    assert _snd_reference(probabilities, 0.05) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 7, 1024])
+def test_snd_in_row_blocks_equals_the_full_matrix(batch_size):
+    generator = torch.Generator().manual_seed(0)
+    probabilities = torch.randn(7, 5, generator=generator, dtype=torch.float64).mul(3).softmax(1)
+    for temperature in (0.05, 0.5):
+        expected = _snd_reference(probabilities, temperature)
+        got = soft_neighborhood_density(probabilities, temperature, batch_size=batch_size)
+        assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_snd_is_higher_for_denser_neighbourhoods():
+    # SND is the mean entropy of each sample's softmax over its neighbours' similarities. Six
+    # one-hot predictions in two groups of three: every sample has two identical neighbours
+    # (logit 20) and three orthogonal ones (logit 0), so its distribution splits almost evenly
+    # between two neighbours: entropy ~ log 2. In three groups of two every sample has a single
+    # identical neighbour, which takes almost all the mass: entropy ~ 0. Denser neighbourhoods
+    # (more close neighbours per sample) give the higher SND.
+    groups_of_three = _one_hot([0, 0, 0, 1, 1, 1], num_classes=3)
+    groups_of_two = _one_hot([0, 0, 1, 1, 2, 2], num_classes=3)
+    e20 = math.exp(20)
+    q = e20 / (2 * e20 + 3), 1 / (2 * e20 + 3)
+    three = -(2 * q[0] * math.log(q[0]) + 3 * q[1] * math.log(q[1]))
+    q = e20 / (e20 + 4), 1 / (e20 + 4)
+    two = -(q[0] * math.log(q[0]) + 4 * q[1] * math.log(q[1]))
+    assert soft_neighborhood_density(groups_of_three) == pytest.approx(three, rel=1e-9)
+    assert soft_neighborhood_density(groups_of_two) == pytest.approx(two, rel=1e-9)
+    assert three == pytest.approx(math.log(2), abs=1e-6) and two < 1e-6
+    assert soft_neighborhood_density(groups_of_three) > soft_neighborhood_density(groups_of_two)
+
+
+def test_snd_needs_two_samples():
+    with pytest.raises(ValueError, match="two samples"):
+        soft_neighborhood_density(_one_hot([0]))
+
+
+# --- ClassAMI --------------------------------------------------------------------------------
+
+
+def _clustered_features(per_cluster=100, clusters=3, dim=8, seed=0):
+    """Tight clusters around orthogonal directions; returns (features, cluster of each)."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.eye(dim)[:clusters] * 5
+    membership = torch.arange(clusters).repeat_interleave(per_cluster)
+    noise = 0.1 * torch.randn(len(membership), dim, generator=generator)
+    return centres[membership] + noise, membership
+
+
+def test_class_ami_is_one_when_predictions_match_the_feature_clusters():
+    features, membership = _clustered_features()
+    relabelled = (membership + 1) % 3  # cluster ids are arbitrary: only the partition counts
+    assert class_ami(features, relabelled, num_classes=3) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_class_ami_is_near_zero_for_predictions_unrelated_to_the_clusters():
+    features, _ = _clustered_features()
+    random_labels = torch.randint(
+        0, 3, (len(features),), generator=torch.Generator().manual_seed(1)
+    )
+    assert abs(class_ami(features, random_labels, num_classes=3)) < 0.1
+
+
+def test_class_ami_with_fewer_distinct_features_than_classes():
+    # Two distinct feature vectors but five classes: k-means runs with two clusters (asking
+    # scikit-learn for five would warn that it found fewer distinct clusters).
+    features = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 4)
+    predictions = torch.tensor([3] * 4 + [1] * 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert class_ami(features, predictions, num_classes=5) == pytest.approx(1.0)
+
+
+def test_class_ami_clusters_feature_directions_not_magnitudes():
+    # Two directions, each at norms 1 and 10. Unnormalised, k-means would split by norm; on
+    # the unit sphere the clusters are the directions, which the predictions follow.
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.tensor([[1.0, 0.2, 0.0], [0.0, 0.2, 1.0]])
+    which = torch.arange(2).repeat(40)
+    norms = torch.tensor([1.0, 10.0]).repeat_interleave(2).repeat(20)
+    noise = 0.02 * torch.randn(80, 3, generator=generator)
+    features = (directions[which] + noise) * norms[:, None]
+    assert class_ami(features, which, num_classes=2) == pytest.approx(1.0)
+
+
+# --- macro accuracy --------------------------------------------------------------------------
+
+
+def test_macro_accuracy_weights_classes_equally():
+    # Class 0: 8 samples, all right. Class 1: 2 samples, one right. Class 2 absent.
+    labels = torch.tensor([0] * 8 + [1, 1])
+    predictions = torch.tensor([0] * 8 + [1, 0])
+    micro = (predictions == labels).double().mean().item()
+    assert micro == pytest.approx(0.9)
+    assert macro_accuracy(predictions, labels, num_classes=3) == pytest.approx((1.0 + 0.5) / 2)
+    logits = F.one_hot(predictions, 3).float() * 2 - 1
+    assert macro_accuracy(logits, labels, num_classes=3) == pytest.approx(0.75)
+
+
+# --- DEV -------------------------------------------------------------------------------------
+
+
+def _gaussian(n, mean, generator, scale=0.3):
+    return torch.tensor(mean, dtype=torch.float64) + scale * torch.randn(
+        n, len(mean), generator=generator, dtype=torch.float64
+    )
+
+
+def test_dev_risk_is_the_mean_loss_when_the_domains_match():
+    generator = torch.Generator().manual_seed(0)
+    mean = [1.0, 0.5, 0.0, 0.0, 0.2, 0.0]
+    source_train = _gaussian(400, mean, generator)
+    source_val = _gaussian(300, mean, generator)
+    target = _gaussian(400, mean, generator)
+    losses = 2 * torch.rand(300, generator=generator, dtype=torch.float64)
+    score = dev_risk(source_val, losses, source_train, target)
+    assert score == pytest.approx(-losses.mean().item(), rel=0.05)
+
+
+def test_dev_risk_weights_the_source_samples_that_look_like_the_target():
+    # The source is half near direction a, half near direction b; the target is all near a.
+    # Source validation losses are 1 near a and 0 near b, so the plain mean loss is 0.5 but
+    # the target risk is about 1: DEV must report the larger risk (a lower score).
+    generator = torch.Generator().manual_seed(0)
+    a, b = [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]
+    source_train = torch.cat([_gaussian(200, a, generator), _gaussian(200, b, generator)])
+    source_val = torch.cat([_gaussian(100, a, generator), _gaussian(100, b, generator)])
+    target = _gaussian(400, a, generator)
+    losses = torch.cat([torch.ones(100), torch.zeros(100)]).double()
+    score = dev_risk(source_val, losses, source_train, target)
+    assert score < -losses.mean().item() - 0.3
+    assert score == pytest.approx(-1.0, abs=0.15)
+
+
+def test_dev_risk_without_variance_in_the_weights_is_the_weighted_mean():
+    # One validation sample: no variance to estimate, eta = 0. The domains match, so w ~ 1.
+    generator = torch.Generator().manual_seed(0)
+    mean = [1.0, 1.0, 0.0]
+    source_train, target = _gaussian(200, mean, generator), _gaussian(200, mean, generator)
+    score = dev_risk(torch.tensor([mean]), torch.tensor([0.7]), source_train, target)
+    assert math.isfinite(score) and score == pytest.approx(-0.7, rel=0.2)
+
+
+# --- rank correlations -----------------------------------------------------------------------
+
+
+def test_rank_correlations_of_monotone_and_reversed_validators():
+    oracle = np.array([0.1, 0.4, 0.2, 0.9, 0.5, 0.7])
+    same = rank_correlations(oracle * 10 - 3, oracle)
+    assert same["spearman"] == pytest.approx(1.0)
+    assert same["weighted_spearman"] == pytest.approx(1.0)
+    reversed_ = rank_correlations(-oracle, oracle)
+    assert reversed_["spearman"] == pytest.approx(-1.0)
+    assert reversed_["weighted_spearman"] == pytest.approx(-1.0)
+
+
+def test_weighted_spearman_cares_most_about_the_top_of_the_ranking():
+    validator = np.arange(10.0)
+    # The validator's five best points are ranked exactly right, its five worst backwards.
+    oracle = np.array([5.0, 4, 3, 2, 1, 6, 7, 8, 9, 10])
+    result = rank_correlations(validator, oracle)
+    # Rank differences 4, 2, 0, 2, 4 in the bottom half, 0 in the top: squares sum to 40.
+    assert result["spearman"] == pytest.approx(1 - 6 * 40 / (10 * 99))
+    assert result["weighted_spearman"] > result["spearman"] + 0.1
+    # And the mirror image: the top five backwards, the bottom five right.
+    flipped = rank_correlations(validator, np.array([1.0, 2, 3, 4, 5, 10, 9, 8, 7, 6]))
+    assert flipped["spearman"] == pytest.approx(result["spearman"])
+    assert flipped["weighted_spearman"] < flipped["spearman"] - 0.1
+
+
+def test_weighted_spearman_follows_the_documented_formula():
+    validator = np.array([0.3, 0.1, 0.8, 0.5, 0.9])
+    oracle = np.array([2.0, 1.0, 3.0, 5.0, 4.0])
+    r = np.array([2.0, 1, 4, 3, 5])  # ranks of the validator values
+    s = np.array([2.0, 1, 3, 5, 4])  # ranks of the oracle values
+    w = (r / 5) ** 2
+    rw, sw = (w * r).sum() / w.sum(), (w * s).sum() / w.sum()
+    expected = (w * (r - rw) * (s - sw)).sum() / math.sqrt(
+        (w * (r - rw) ** 2).sum() * (w * (s - sw) ** 2).sum()
+    )
+    assert rank_correlations(validator, oracle)["weighted_spearman"] == pytest.approx(expected)
+
+
+def test_rank_correlations_are_nan_for_too_few_or_constant_points():
+    for validator, oracle in [([1.0, 2.0], [1.0, 2.0]), ([1.0] * 4, [1, 2, 3, 4])]:
+        result = rank_correlations(validator, oracle)
+        assert math.isnan(result["spearman"]) and math.isnan(result["weighted_spearman"])
+    result = rank_correlations([1.0, 2.0, 3.0], [0.5] * 3)
+    assert math.isnan(result["spearman"]) and math.isnan(result["weighted_spearman"])
+
+
+def test_a_failed_validator_value_counts_as_the_worst():
+    result = rank_correlations([math.nan, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4])
+    assert result["spearman"] == pytest.approx(1.0)
+
+
+# --- all target validators -------------------------------------------------------------------
+
+
+def test_target_validators_reports_every_validator_under_its_metric_name():
+    features, membership = _clustered_features(per_cluster=10)
+    probabilities = F.one_hot(membership, 3).double() * 0.9 + 0.1 / 3
+    scores = target_validators(probabilities, features, num_classes=3)
+    assert set(scores) == {m.NEG_ENTROPY, m.IM, m.BNM, m.SND, m.CLASS_AMI}
+    assert scores[m.NEG_ENTROPY] == pytest.approx(neg_entropy(probabilities))
+    assert scores[m.IM] == pytest.approx(information_maximization(probabilities))
+    assert scores[m.BNM] == pytest.approx(batch_nuclear_norm(probabilities))
+    assert scores[m.SND] == pytest.approx(soft_neighborhood_density(probabilities))
+    assert scores[m.CLASS_AMI] == pytest.approx(1.0)
