@@ -66,7 +66,8 @@ def main() -> None:
 )
 @click.option("--address", help="Join this Ray cluster (e.g. auto) instead of starting one.")
 @click.option("--resume", is_flag=True, help="Continue the experiment --name where it stopped.")
-def tune(space, overrides, name, storage_path, address, resume) -> None:
+@click.option("--dry-run", is_flag=True, help="Validate and show what would run; start nothing.")
+def tune(space, overrides, name, storage_path, address, resume, dry_run) -> None:
     """Search hyperparameters with Optuna (TPE) and ASHA on Ray Tune.
 
     \b
@@ -74,8 +75,14 @@ def tune(space, overrides, name, storage_path, address, resume) -> None:
       raydm tune --space search_spaces/dann.yaml
       raydm tune --space search_spaces/dann.yaml --set search.num_samples=32 --name big
       raydm tune --space search_spaces/dann.yaml --name big --resume
+      raydm tune --space search_spaces/cgdm.yaml --dry-run
     """
     config = load(space, overrides)
+    if dry_run:
+        from raydm.tuning import dry_run as describe_search
+
+        click.echo(describe_search(config, address))
+        return
     if resume and not name:
         fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
     from raydm.backbones import WeightsError
@@ -120,12 +127,22 @@ def tune(space, overrides, name, storage_path, address, resume) -> None:
     help="A fixed configuration, e.g. an experiment's best.yaml.",
 )
 @set_option
-def train(config_path, overrides) -> None:
-    """Train one configuration without a search and print its metrics each epoch.
+@click.option(
+    "--seeds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Train with this many seeds (train.seed, +1, ...) and report mean and sd.",
+)
+def train(config_path, overrides, seeds) -> None:
+    """Train one configuration without a search and print its metrics each epoch; with
+    --seeds N, train it N times and print every final metric's mean and standard deviation
+    (the honest way to report a selected configuration).
 
     \b
-    Example:
-      raydm train --config results/<experiment>/best.yaml --set train.seed=1
+    Examples:
+      raydm train --config results/<experiment>/best.yaml
+      raydm train --config results/<experiment>/best.yaml --seeds 5
     """
     config = load(config_path, overrides)
     if config.params:
@@ -144,18 +161,40 @@ def train(config_path, overrides) -> None:
     except (DataError, WeightsError) as err:
         fail(f"{config_path}: {err}", USAGE_ERROR)
 
-    def show(epoch: int, metrics: dict[str, float], state) -> None:
-        shown = "  ".join(
-            f"{k}={v:.4f}"
-            for k, v in metrics.items()
-            if k.startswith(("val/", "oracle/", "train/loss"))
-        )
-        click.echo(f"epoch {epoch}/{config.train.epochs}  {shown}")
+    runs = []
+    for offset in range(seeds):
+        seed = config.train.seed + offset
+        run_config = config.with_values({"train.seed": seed})
+        prefix = f"seed {seed} " if seeds > 1 else ""
 
-    final = engine.fit(config, data, on_epoch=show, pretrained=pretrained)
-    click.echo("final metrics:")
-    for key, value in final.items():
-        click.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+        def show(epoch: int, metrics: dict[str, float], state, prefix=prefix) -> None:
+            shown = "  ".join(
+                f"{k}={v:.4f}"
+                for k, v in metrics.items()
+                if k.startswith(("val/", "oracle/", "train/loss"))
+            )
+            click.echo(f"{prefix}epoch {epoch}/{config.train.epochs}  {shown}")
+
+        runs.append(engine.fit(run_config, data, on_epoch=show, pretrained=pretrained))
+    click.echo("final metrics:" if seeds == 1 else f"final metrics over {seeds} seeds (mean ± sd):")
+    for key, value in engine.summarize_runs(runs).items():
+        click.echo(f"  {key}: {value}")
+
+
+@main.command(name="list")
+@click.argument("kind", type=click.Choice(["methods", "domains", "backbones", "validators"]))
+def list_(kind) -> None:
+    """List what exists, one line each, with the options each takes.
+
+    \b
+    Examples:
+      raydm list methods
+      raydm list domains
+    """
+    from raydm.catalog import describe
+
+    for line in describe(kind):
+        click.echo(line)
 
 
 @main.command()

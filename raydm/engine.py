@@ -97,6 +97,19 @@ def target_outputs(
     return torch.cat(probabilities), torch.cat(features)
 
 
+def summarize_runs(runs: list[dict[str, float]]) -> dict[str, str]:
+    """Each final metric of one or more runs of a config: the value, or "mean ± sd" (sample
+    standard deviation) over several seeds."""
+    summary = {}
+    for key in runs[0]:
+        values = torch.tensor([float(run[key]) for run in runs], dtype=torch.float64)
+        if len(runs) == 1:
+            summary[key] = f"{values[0].item():.4f}"
+        else:
+            summary[key] = f"{values.mean().item():.4f} ± {values.std().item():.4f}"
+    return summary
+
+
 def pseudo_label_stats(pseudo_labels: torch.Tensor, data: DomainPair) -> dict[str, float]:
     """Pseudo-label accuracy against the target labels (an oracle figure: reported, never
     used) and the share of target samples given each class."""

@@ -400,6 +400,46 @@ def _interrupted(handler_before_fit) -> bool:
     return fired
 
 
+def dry_run(config: ExperimentConfig, address: str | None) -> str:
+    """What a search would do, without starting Ray or loading data: the resolved config, the
+    space as Optuna sees it, the resources per trial, the trials at once and the budget."""
+    import torch
+
+    from raydm.report import asha_rungs
+
+    lines = ["resolved config (after --set):", config.to_yaml().rstrip(), ""]
+    space = OptunaSearch.convert_search_space(to_tune_space(config.params)) if config.params else {}
+    lines.append("search space as Optuna sees it:" if space else "search space: nothing searched")
+    lines += [f"  {key}: {distribution}" for key, distribution in space.items()]
+    resources = config.resources
+    lines.append("")
+    lines.append(f"per trial: {resources.cpu:g} CPU, {resources.gpu} GPU")
+    if address:
+        lines.append(f"trials at once: set by the cluster at {address} when the search starts")
+    else:
+        cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+        gpu = 0.0 if not gpus else (resources.gpu if resources.gpu != "auto" else 1.0)
+        slots = int(cpus / resources.cpu + 1e-9)
+        if gpu:
+            slots = min(slots, int(gpus / gpu + 1e-9))
+        at_once = config.search.max_concurrent or max(1, min(slots, config.search.num_samples))
+        device = (
+            f"{gpus} GPU" if gpu else "CPU only" + (" (no GPU here)" if resources.wants_gpu else "")
+        )
+        lines.append(f"this machine: {cpus} CPUs, {device}: {at_once} trials at once")
+    epochs, trials = config.max_epochs(), config.search.num_samples
+    lines.append(f"budget: {trials} trials x {epochs} epochs = at most {trials * epochs} epochs")
+    scheduler = config.search.scheduler
+    if scheduler.type == "asha":
+        rungs = asha_rungs(scheduler.grace_period, scheduler.reduction_factor, epochs)
+        lines.append(
+            f"ASHA compares trials at epochs {', '.join(f'{r:g}' for r in rungs)} and keeps the "
+            f"top 1/{scheduler.reduction_factor:g} at each: it may stop the rest there"
+        )
+    lines.append("dry run: nothing started")
+    return "\n".join(lines)
+
+
 def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
     metric, mode = config.search.metric, config.search.mode
     sign = 1 if mode == "max" else -1
