@@ -127,9 +127,11 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    backbone: str = Field("lenet", description="Feature extractor: lenet, dtn or mlp.")
+    backbone: str = Field(
+        "lenet", description="Feature extractor: lenet, dtn, mlp, resnet50 or resnet101."
+    )
     backbone_args: SerializeAsAny[BaseModel] = Field(
-        default_factory=dict, description="Options of the chosen backbone."
+        default_factory=dict, description="Options of the chosen backbone (below)."
     )
     classifier_hidden: list[int] = Field(
         default_factory=lambda: [100, 100],
@@ -266,7 +268,7 @@ class ResourcesConfig(Section):
 class ExperimentConfig(Section):
     method: str = Field("dann", description="Adaptation method: dann, cgdm or source_only.")
     method_args: SerializeAsAny[BaseModel] = Field(
-        default_factory=dict, description="Options of the chosen method."
+        default_factory=dict, description="Options of the chosen method (below)."
     )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
