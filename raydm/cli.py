@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -27,6 +28,13 @@ def load(path: str, overrides: tuple[str, ...]):
         fail(str(err), USAGE_ERROR)
 
 
+class _EchoHandler(logging.Handler):
+    """Log records as plain lines on the stderr of the moment (click's, under test too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
+
+
 set_option = click.option(
     "--set",
     "overrides",
@@ -45,7 +53,13 @@ def main() -> None:
     Examples:
       raydm tune --space search_spaces/dann.yaml
       raydm train --config results/<experiment>/best.yaml
+      raydm report results/<experiment>
     """
+    # raydm's own progress (data rendering, downloads) as plain lines on stderr.
+    package_log = logging.getLogger("raydm")
+    if not any(isinstance(h, _EchoHandler) for h in package_log.handlers):
+        package_log.addHandler(_EchoHandler())
+        package_log.setLevel(logging.INFO)
 
 
 @main.command()

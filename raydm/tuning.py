@@ -612,7 +612,11 @@ class SearchProgress(tune.Callback):
         done = sum(self.counts.values())
         best = f"best {self.best[0]:.4f}" if self.best else "no result yet"
         elapsed = time.monotonic() - self.started
+        # A rough estimate from the pace of finished trials (stopped ones end sooner).
+        left = (
+            f", ~{elapsed / done * (self.total - done):.0f}s left" if 0 < done < self.total else ""
+        )
         self.echo(
             f"[{elapsed:6.0f}s] {done}/{self.total} done ({self.counts['stopped']} stopped early, "
-            f"{self.counts['failed']} failed), {running} running, {best} | {event}"
+            f"{self.counts['failed']} failed), {running} running, {best}{left} | {event}"
         )

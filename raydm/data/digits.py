@@ -12,6 +12,7 @@ blur mismatch dominates the gap (source-only near 17% instead of about 46%, ../s
 
 from __future__ import annotations
 
+import logging
 import random
 from functools import cache
 from pathlib import Path
@@ -26,6 +27,7 @@ from raydm.data.samples import DomainSamples, LabelledSet, seed_for
 if TYPE_CHECKING:
     from raydm.config import DataConfig
 
+log = logging.getLogger(__name__)
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SIZE = 32
 # Bump when the rendering changes, so stale caches are not reused.
@@ -56,6 +58,10 @@ def build_printed(config: DataConfig) -> DomainSamples:
     if cache_file.exists():
         images, labels = torch.load(cache_file)
     else:
+        count = 10 * config.printed_per_class
+        log.info(
+            "rendering %d printed digits into %s (once; later runs reuse them)", count, cache_file
+        )
         images, labels = render_printed_digits(config.printed_per_class, config.seed)
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         partial = cache_file.with_suffix(f".tmp{random.getrandbits(32)}")

@@ -10,6 +10,7 @@ layout.
 from __future__ import annotations
 
 import bz2
+import logging
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from raydm.data.samples import DomainSamples, LabelledSet, fit_images
 if TYPE_CHECKING:
     from raydm.config import DataConfig
 
+log = logging.getLogger(__name__)
 DIGITS = tuple(str(d) for d in range(10))
 DOWNLOAD_TIMEOUT_S = 15
 
@@ -166,6 +168,7 @@ def _torchvision(dataset_class, root: Path, expected: str, **split):
         pass
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # an unreachable host must not hang a search
+    log.info("downloading %s into %s", dataset_class.__name__, root)
     try:
         return dataset_class(str(root), download=True, **split)
     except Exception as err:  # noqa: BLE001 - any network or archive failure means the same
