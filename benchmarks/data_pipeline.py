@@ -1,0 +1,146 @@
+"""Images per second through DANN training on the offline digits pair: raydm's pipeline against
+the usual torchvision one, on the same images and the same network, in one run.
+
+    python benchmarks/data_pipeline.py --iters 150 --repeats 3
+
+- raydm: uint8 tensors in memory, batches drawn by indexing, normalisation on the whole batch
+  (``raydm.data.pipeline``), then ``DANN.update``.
+- torchvision: the same images written once as PNG files in an ImageFolder tree, read by
+  ``torchvision.datasets.ImageFolder`` with ``Grayscale``, ``ToTensor`` and ``Normalize``
+  per image, batched by a ``DataLoader`` (shuffled, ``--workers`` worker processes), then the same
+  ``DANN.update``.
+
+Both feed batches of ``--batch-size`` source and as many target images. Reported per repeat:
+images per second (source + target) for the data path alone and for data + training step;
+the last line is the median speed-up of the full step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from raydm.backbones import BACKBONES
+from raydm.config import load_config
+from raydm.data import load_domain_pair
+from raydm.data.pipeline import Loader, TrainBatches, Transform
+from raydm.engine import build_method, place
+
+SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann.yaml"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iters", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--root", default="~/.cache/raydm")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_config(
+        SPACE, ["params={}", f"data.root={args.root}", f"train.batch_size={args.batch_size}"]
+    )
+    data = load_domain_pair(config.data)
+    cpu = torch.device("cpu")
+    with tempfile.TemporaryDirectory() as folder:
+        source_dir, target_dir = Path(folder) / "source", Path(folder) / "target"
+        _write_image_folder(data.source_train, source_dir)
+        _write_image_folder(data.target_train, target_dir)
+        speedups = []
+        for repeat in range(args.repeats):
+            ours = _raydm(config, data, cpu, args)
+            theirs = _torchvision(config, data, cpu, source_dir, target_dir, args)
+            speedups.append(ours["step"] / theirs["step"])
+            print(
+                f"repeat {repeat + 1}: data only: raydm {ours['data']:.0f} img/s, torchvision "
+                f"{theirs['data']:.0f} img/s; data + DANN step: raydm {ours['step']:.0f} img/s, "
+                f"torchvision {theirs['step']:.0f} img/s"
+            )
+    print(f"speedup_data_plus_step={statistics.median(speedups):.2f}")
+
+
+def _raydm(config, data, device, args) -> dict[str, float]:
+    method = place(build_method(config, data), device, images=True)
+    image_input = BACKBONES.get(config.model.backbone).image_input
+    transform = Transform(config.data, image_input, device, seed=0)
+    loader = Loader(config.data.image_size, config.data.image_channels, 0, False)
+    source = TrainBatches(data.source_train, args.batch_size, 1, loader)
+    target = TrainBatches(data.target_train, args.batch_size, 2, loader)
+
+    def batches():
+        x_s, y_s, _ = source.next()
+        x_t, _, index = target.next()
+        return transform.train(x_s), y_s, transform.train(x_t), index
+
+    return _measure(method, batches, args)
+
+
+def _torchvision(config, data, device, source_dir, target_dir, args) -> dict[str, float]:
+    from torchvision import datasets, transforms
+
+    method = build_method(config, data).to(device)
+    pipeline = transforms.Compose(
+        [
+            transforms.Grayscale(num_output_channels=1),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5,), (0.5,)),
+        ]
+    )
+
+    def endless(folder: Path):
+        dataset = datasets.ImageFolder(str(folder), transform=pipeline)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=args.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=args.workers,
+            persistent_workers=args.workers > 0,
+        )
+        while True:
+            yield from loader
+
+    source, target = endless(source_dir), endless(target_dir)
+
+    def batches():
+        x_s, y_s = next(source)
+        x_t, _ = next(target)
+        return x_s, y_s, x_t, torch.arange(len(x_t))
+
+    return _measure(method, batches, args)
+
+
+def _measure(method, batches, args) -> dict[str, float]:
+    images = 2 * args.batch_size * args.iters
+    for _ in range(5):  # warm-up: worker start, allocator, oneDNN kernels
+        batches()
+    start = time.perf_counter()
+    for _ in range(args.iters):
+        batches()
+    data_rate = images / (time.perf_counter() - start)
+    method.train()
+    for _ in range(3):
+        method.update(*batches(), 0.5)
+    start = time.perf_counter()
+    for _ in range(args.iters):
+        method.update(*batches(), 0.5)
+    return {"data": data_rate, "step": images / (time.perf_counter() - start)}
+
+
+def _write_image_folder(part, folder: Path) -> None:
+    for index, (image, label) in enumerate(zip(part.inputs, part.labels, strict=True)):
+        path = folder / str(int(label)) / f"{index}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[0].numpy()).save(path)
+
+
+if __name__ == "__main__":
+    main()
