@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -60,41 +61,40 @@ def place(method: Method, device: torch.device, images: bool) -> Method:
     return method.to(memory_format=torch.channels_last) if images else method
 
 
-@torch.no_grad()
-def evaluate(
-    method: Method, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], transform: Transform
-) -> tuple[float, float, torch.Tensor, torch.Tensor]:
-    """(accuracy, mean cross-entropy, predictions, labels) of ``method`` over (raw inputs,
-    labels) batches."""
-    was_training = method.training
-    method.eval()
-    loss, predictions, truth = 0.0, [], []
-    for inputs, labels in batches:
-        labels = labels.to(transform.device)
-        logits = method.predict(transform.evaluation(inputs))
-        loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        predictions.append(logits.argmax(1).cpu())
-        truth.append(labels.cpu())
-    method.train(was_training)
-    predictions, truth = torch.cat(predictions), torch.cat(truth)
-    return (predictions == truth).float().mean().item(), loss / len(truth), predictions, truth
+@dataclass(frozen=True)
+class Outputs:
+    """What ``method`` makes of a part of the data, on the CPU, in the part's order."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    features: torch.Tensor | None  # backbone features, flattened, when asked for
+
+    def accuracy(self) -> float:
+        return (self.logits.argmax(1) == self.labels).float().mean().item()
+
+    def losses(self) -> torch.Tensor:
+        return F.cross_entropy(self.logits, self.labels, reduction="none")
 
 
 @torch.no_grad()
-def target_outputs(
-    method: Method, batches: Iterable[torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(softmax probabilities, backbone features) of ``method`` over prepared target batches,
-    on the CPU: what the label-free validators look at."""
+def outputs(
+    method: Method,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    transform: Transform,
+    keep_features: bool = False,
+) -> Outputs:
+    """One evaluation pass of ``method`` over (raw inputs, labels) batches."""
     was_training = method.training
     method.eval()
-    probabilities, features = [], []
-    for inputs in batches:
-        batch_features = method.backbone(inputs)
-        probabilities.append(method.classify(batch_features).softmax(1).cpu())
-        features.append(batch_features.flatten(1).cpu())
+    logits, labels, features = [], [], []
+    for inputs, batch_labels in batches:
+        batch_features = method.backbone(transform.evaluation(inputs))
+        logits.append(method.classify(batch_features).float().cpu())
+        labels.append(batch_labels.cpu())
+        if keep_features:
+            features.append(batch_features.flatten(1).cpu())
     method.train(was_training)
-    return torch.cat(probabilities), torch.cat(features)
+    return Outputs(torch.cat(logits), torch.cat(labels), torch.cat(features) if features else None)
 
 
 def summarize_runs(runs: list[dict[str, float]]) -> dict[str, str]:
@@ -164,22 +164,20 @@ def fit(
     def target_batches():
         return _prepared(data.target_train, train.eval_batch_size, loader, transform)
 
-    # DEV (You et al. 2019) is too costly for every ASHA rung; the features it needs are kept
-    # with each checkpoint for `raydm report` to score the top trials afterwards.
-    dev_parts = {
-        name: _seeded_subset(part, DEV_SAMPLES, seed_for(train.seed, f"dev-{name}"))
-        for name, part in (
-            ("source_val", data.source_val),
-            ("source_train", data.source_train),
-            ("target", data.target_train),
-        )
-    }
-
     # The validators look at a fixed, seeded subset of the unlabelled target (their cost grows
     # with it: SND pairs every sample with every other, ClassAMI runs k-means).
     validation_targets = _seeded_subset(
         data.target_train, train.validation_samples, seed_for(train.seed, "validation-subset")
     )
+    # DEV (You et al. 2019) is too costly for every ASHA rung: the features it needs are kept
+    # with each checkpoint, for `raydm report` to score the top trials afterwards. Source
+    # validation and target features come from the evaluation passes; only a sample of the
+    # source training split needs a pass of its own.
+    dev_source_train = _seeded_subset(
+        data.source_train, DEV_SAMPLES, seed_for(train.seed, "dev-source_train")
+    )
+    dev_val_rows = _seeded_rows(len(data.source_val), seed_for(train.seed, "dev-source_val"))
+    dev_target_rows = _seeded_rows(len(validation_targets), seed_for(train.seed, "dev-target"))
 
     epoch_metrics: dict[str, float] = {}
     method.train()
@@ -192,15 +190,7 @@ def fit(
             for optimizer in method.optimizers():
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_mult"]
-            source_inputs, source_labels, _ = source.next()
-            target_inputs, _, target_index = target.next()  # target labels never reach it
-            stats = method.update(
-                transform.train(source_inputs),
-                source_labels.to(device),
-                transform.train(target_inputs),
-                target_index.to(device),
-                progress,
-            )
+            stats = _train_step(method, source, target, transform, progress)
             broken = sorted(name for name, value in stats.items() if not math.isfinite(value))
             if broken:
                 raise Diverged(
@@ -213,45 +203,56 @@ def fit(
         epoch_metrics[m.TRAIN_LR] = lr
         if pseudo_labels is not None:
             epoch_metrics.update(pseudo_label_stats(pseudo_labels, data))
-        val_acc, val_loss, val_predicted, val_truth = evaluate(
+        batch_size = train.eval_batch_size
+        val = outputs(
             method,
-            pipeline.evaluation_batches(data.source_val, train.eval_batch_size, loader),
+            pipeline.evaluation_batches(data.source_val, batch_size, loader),
             transform,
+            True,
         )
-        target_acc, *_ = evaluate(
+        test = outputs(
+            method, pipeline.evaluation_batches(data.target_test, batch_size, loader), transform
+        )
+        # Only the target's inputs are used here: its labels never reach a validator.
+        unlabelled = outputs(
             method,
-            pipeline.evaluation_batches(data.target_test, train.eval_batch_size, loader),
+            pipeline.evaluation_batches(validation_targets, batch_size, loader),
             transform,
-        )
-        probabilities, features = target_outputs(
-            method, _prepared(validation_targets, train.eval_batch_size, loader, transform)
+            True,
         )
         epoch_metrics.update(
             validators.target_validators(
-                probabilities, features, data.num_classes, seed=seed_for(train.seed, "validators")
+                unlabelled.logits.softmax(1),
+                unlabelled.features,
+                data.num_classes,
+                seed=seed_for(train.seed, "validators"),
             )
         )
-        epoch_metrics[m.SOURCE_VAL_MACRO_ACC] = validators.macro_accuracy(
-            val_predicted, val_truth, data.num_classes
-        )
+        val_losses = val.losses()
         epoch_metrics.update(
             {
-                m.SOURCE_VAL_ACC: val_acc,
-                m.SOURCE_VAL_LOSS: val_loss,
-                m.TARGET_ACC: target_acc,
+                m.SOURCE_VAL_ACC: val.accuracy(),
+                m.SOURCE_VAL_MACRO_ACC: validators.macro_accuracy(
+                    val.logits, val.labels, data.num_classes
+                ),
+                m.SOURCE_VAL_LOSS: val_losses.mean().item(),
+                m.TARGET_ACC: test.accuracy(),
                 m.EPOCH: epoch + 1,
                 m.EPOCHS_PLANNED: train.epochs,
             }
         )
         if on_epoch is not None:
+            source_train = outputs(
+                method,
+                pipeline.evaluation_batches(dev_source_train, batch_size, loader),
+                transform,
+                True,
+            )
             dev_inputs = {
-                **_features_and_losses(
-                    method, dev_parts["source_val"], loader, transform, "source_val"
-                ),
-                **_features_and_losses(
-                    method, dev_parts["source_train"], loader, transform, "source_train"
-                ),
-                **_features_and_losses(method, dev_parts["target"], loader, transform, "target"),
+                "source_val_features": val.features[dev_val_rows].half(),
+                "source_val_losses": val_losses[dev_val_rows],
+                "source_train_features": source_train.features.half(),
+                "target_features": unlabelled.features[dev_target_rows].half(),
             }
             state = {
                 "model": method.state_dict(),
@@ -275,33 +276,34 @@ DEV_SAMPLES = 1000
 DEV_INPUTS = "dev_inputs"  # key of those features in the epoch state
 
 
+def _seeded_rows(size: int, seed: int, count: int = DEV_SAMPLES) -> torch.Tensor:
+    """``count`` of ``range(size)`` (all if fewer), drawn by ``seed``, in order."""
+    if size <= count:
+        return torch.arange(size)
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    return order[:count].sort().values
+
+
 def _seeded_subset(part, count: int, seed: int):
-    if len(part) <= count:
-        return part
-    order = torch.randperm(len(part), generator=torch.Generator().manual_seed(seed))
-    return part.subset(order[:count].sort().values)
+    return part if len(part) <= count else part.subset(_seeded_rows(len(part), seed, count))
 
 
-@torch.no_grad()
-def _features_and_losses(
-    method: Method, part, loader: Loader, transform: Transform, name: str
-) -> dict[str, torch.Tensor]:
-    """Backbone features (float16, CPU) of ``part`` and, where labels may be used (source),
-    per-sample cross-entropy: the inputs of DEV."""
-    was_training = method.training
-    method.eval()
-    features, losses = [], []
-    for inputs, labels in pipeline.evaluation_batches(part, 1024, loader):
-        batch_features = method.backbone(transform.evaluation(inputs))
-        features.append(batch_features.flatten(1).half().cpu())
-        if name.startswith("source"):
-            logits = method.classify(batch_features)
-            losses.append(F.cross_entropy(logits, labels.to(logits.device), reduction="none").cpu())
-    method.train(was_training)
-    out = {f"{name}_features": torch.cat(features)}
-    if losses:
-        out[f"{name}_losses"] = torch.cat(losses)
-    return out
+def _train_step(
+    method: Method,
+    source: TrainBatches,
+    target: TrainBatches,
+    transform: Transform,
+    progress: float,
+) -> dict[str, float]:
+    source_inputs, source_labels, _ = source.next()
+    target_inputs, _, target_index = target.next()  # target labels never reach the method
+    return method.update(
+        transform.train(source_inputs),
+        source_labels.to(transform.device),
+        transform.train(target_inputs),
+        target_index.to(transform.device),
+        progress,
+    )
 
 
 def _setup(
@@ -350,16 +352,8 @@ def peak_gpu_memory(
         config.train.epochs - 1, lambda: _prepared(data.target_train, eval_size, loader, transform)
     )
     for _ in range(iterations):
-        source_inputs, source_labels, _ = source.next()
-        target_inputs, _, target_index = target.next()
-        method.update(
-            transform.train(source_inputs),
-            source_labels.to(device),
-            transform.train(target_inputs),
-            target_index.to(device),
-            1.0,
-        )
-    evaluate(method, pipeline.evaluation_batches(data.source_val, eval_size, loader), transform)
+        _train_step(method, source, target, transform, progress=1.0)
+    outputs(method, pipeline.evaluation_batches(data.source_val, eval_size, loader), transform)
     source.close()
     target.close()
     torch.cuda.synchronize(device)
