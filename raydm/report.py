@@ -34,10 +34,12 @@ from raydm.config import ConfigError, ExperimentConfig, load_config
 from raydm.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
 from raydm.validators import rank_correlations
 
-# The file names raydm.tuning writes (it imports Ray, which a report does not need).
+# An experiment directory: what raydm.tuning writes there (the names live here, where no Ray
+# is imported, and tuning takes them from here) and what Tune writes per trial.
 RESULTS_FILE = "results.csv"
 BEST_FILE = "best.yaml"
-SPACE_FILE = "search_space.yaml"
+SPACE_FILE = "search_space.yaml"  # the resolved search, as validated, for the record
+STUDY_FILE = "optuna.journal"  # the Optuna study, for optuna-dashboard
 PROGRESS_FILE = "progress.csv"
 TRIAL_DIR_PREFIX = "train_trial_"
 

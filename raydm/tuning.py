@@ -29,13 +29,10 @@ from raydm import metrics as m
 from raydm.backbones import pretrained_state
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair, load_domain_pair
+from raydm.report import BEST_FILE, RESULTS_FILE, SPACE_FILE, STUDY_FILE, asha_rungs
 from raydm.search_space import to_tune_space
 from raydm.trainable import train_trial
 
-RESULTS_FILE = "results.csv"
-BEST_FILE = "best.yaml"
-SPACE_FILE = "search_space.yaml"  # the resolved search, as validated, for the record
-STUDY_FILE = "optuna.journal"  # the Optuna study, for optuna-dashboard
 Echo = Callable[[str], None]
 
 
@@ -229,9 +226,12 @@ def fit_to_cluster(
     return config.model_copy(update={"resources": resources.model_copy(update={"gpu": gpu})})
 
 
-def max_concurrent(config: ExperimentConfig, local: bool) -> int:
-    """search.max_concurrent, or: as many trials as this machine fits at once; on a joined
-    cluster, every trial (its autoscaler sizes the cluster to the demand it sees).
+def max_concurrent(
+    config: ExperimentConfig, local: bool, total: dict[str, float] | None = None
+) -> int:
+    """search.max_concurrent, or: as many trials as this machine (``total`` resources, by
+    default the running Ray's) fits at once; on a joined cluster, every trial (its autoscaler
+    sizes the cluster to the demand it sees).
 
     Without a limit Tune starts one trial at a time when a searcher proposes them, so trial
     start-up would never overlap and a GPU shared 1/k would never hold k trials."""
@@ -239,7 +239,7 @@ def max_concurrent(config: ExperimentConfig, local: bool) -> int:
         return config.search.max_concurrent
     if not local:
         return config.search.num_samples
-    total = ray.cluster_resources()
+    total = ray.cluster_resources() if total is None else total
     slots = int(total.get("CPU", 0) / config.resources.cpu + 1e-9)
     if config.resources.gpu:
         slots = min(slots, int(total.get("GPU", 0) / config.resources.gpu + 1e-9))
@@ -405,8 +405,6 @@ def dry_run(config: ExperimentConfig, address: str | None) -> str:
     space as Optuna sees it, the resources per trial, the trials at once and the budget."""
     import torch
 
-    from raydm.report import asha_rungs
-
     lines = ["resolved config (after --set):", config.to_yaml().rstrip(), ""]
     space = OptunaSearch.convert_search_space(to_tune_space(config.params)) if config.params else {}
     lines.append("search space as Optuna sees it:" if space else "search space: nothing searched")
@@ -418,11 +416,10 @@ def dry_run(config: ExperimentConfig, address: str | None) -> str:
         lines.append(f"trials at once: set by the cluster at {address} when the search starts")
     else:
         cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+        # As the search would run here: on CPU without a GPU; auto's share is not known yet.
         gpu = 0.0 if not gpus else (resources.gpu if resources.gpu != "auto" else 1.0)
-        slots = int(cpus / resources.cpu + 1e-9)
-        if gpu:
-            slots = min(slots, int(gpus / gpu + 1e-9))
-        at_once = config.search.max_concurrent or max(1, min(slots, config.search.num_samples))
+        here = config.model_copy(update={"resources": resources.model_copy(update={"gpu": gpu})})
+        at_once = max_concurrent(here, local=True, total={"CPU": cpus, "GPU": gpus})
         device = (
             f"{gpus} GPU" if gpu else "CPU only" + (" (no GPU here)" if resources.wants_gpu else "")
         )

@@ -120,14 +120,6 @@ def by_validator(experiment):
     return {row["validator"]: row for row in validator_table(experiment)}
 
 
-def test_file_names_are_those_tuning_writes():
-    assert (report.RESULTS_FILE, report.BEST_FILE, report.SPACE_FILE) == (
-        tuning.RESULTS_FILE,
-        tuning.BEST_FILE,
-        tuning.SPACE_FILE,
-    )
-
-
 def test_load_experiment_reads_results_histories_and_best_config(experiment_dir):
     experiment = load_experiment(experiment_dir)
     assert experiment.config.search.metric == m.SOURCE_VAL_ACC
