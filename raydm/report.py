@@ -392,15 +392,15 @@ def render_text(experiment: Experiment) -> str:
         [
             row[TRIAL_ID],
             str(row.get("status", "")),
-            _format(row.get("epochs")),
-            *(_format(row.get(key)) for key in config.params),
-            _format(row.get(f"best:{metric}", math.nan)),
-            _format(row.get("best_epoch")),
-            _format(row.get(f"final:{m.TARGET_ACC}", math.nan)),
+            format_value(row.get("epochs")),
+            *(format_value(row.get(key)) for key in config.params),
+            format_value(row.get(f"best:{metric}", math.nan)),
+            format_value(row.get("best_epoch")),
+            format_value(row.get(f"final:{m.TARGET_ACC}", math.nan)),
         ]
         for row in experiment.results
     ]
-    lines += _table(headers, rows)
+    lines += format_table(headers, rows)
     lines.append("")
     best = experiment.best_config_path
     lines.append(f"best config: {best if best is not None else 'none'}")
@@ -430,15 +430,15 @@ def render_text(experiment: Experiment) -> str:
         [
             row["validator"],
             row["picked_trial"],
-            _format(row["picked_epoch"]),
-            _format(row["picked_oracle_acc"]),
-            _format(row["spearman"]),
-            _format(row["weighted_spearman"]),
-            _format(row["points"]),
+            format_value(row["picked_epoch"]),
+            format_value(row["picked_oracle_acc"]),
+            format_value(row["spearman"]),
+            format_value(row["weighted_spearman"]),
+            format_value(row["points"]),
         ]
         for row in table
     ]
-    lines += _table(headers, rows)
+    lines += format_table(headers, rows)
     dev = dev_table(experiment)
     if dev:
         lines.append("")
@@ -446,14 +446,14 @@ def render_text(experiment: Experiment) -> str:
             f"DEV (post hoc: the top {len(dev)} trials by {metric} at their last checkpoint; "
             "higher -DEV is better)"
         )
-        lines += _table(
+        lines += format_table(
             ["trial", "epoch", "-DEV", m.TARGET_ACC],
             [
                 [
                     r["trial_id"],
-                    _format(r["epoch"]),
-                    _format(r["neg_dev"]),
-                    _format(r["oracle_acc"]),
+                    format_value(r["epoch"]),
+                    format_value(r["neg_dev"]),
+                    format_value(r["oracle_acc"]),
                 ]
                 for r in dev
             ],
@@ -520,7 +520,8 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+def format_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """Fixed-width lines: the headers, then one line per row."""
     widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += [
@@ -529,7 +530,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A table cell: 4 significant digits for floats, "nan" for NaN, "" for None."""
     if value is None:
         return ""
     if isinstance(value, (bool, np.bool_)):
@@ -723,8 +725,8 @@ def _validators_figure(experiment: Experiment, table: list[dict[str, Any]]):
     for ax, row in zip(axes, table, strict=False):
         name = row["validator"]
         ax.set_title(
-            f"{name}\nspearman {_format(row['spearman'])}, "
-            f"weighted {_format(row['weighted_spearman'])}",
+            f"{name}\nspearman {format_value(row['spearman'])}, "
+            f"weighted {format_value(row['weighted_spearman'])}",
             fontsize="medium",
         )
         ax.set_xlabel(name)

@@ -29,7 +29,15 @@ from raydm import metrics as m
 from raydm.backbones import pretrained_state
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair, load_domain_pair
-from raydm.report import BEST_FILE, RESULTS_FILE, SPACE_FILE, STUDY_FILE, asha_rungs
+from raydm.report import (
+    BEST_FILE,
+    RESULTS_FILE,
+    SPACE_FILE,
+    STUDY_FILE,
+    asha_rungs,
+    format_table,
+    format_value,
+)
 from raydm.search_space import to_tune_space
 from raydm.trainable import train_trial
 
@@ -525,37 +533,26 @@ def best_yaml(best: ExperimentConfig, trial: TrialSummary, searched: ExperimentC
 
 
 def leaderboard(outcome: SearchOutcome, config: ExperimentConfig, top: int = 10) -> str:
-    """The top trials as a fixed-width table."""
+    """The top trials as a fixed-width table, then the failed trials with their reasons."""
     metric = config.search.metric
     headers = ["trial", "status", "epochs", *config.params, f"best {metric}", "@epoch"]
     shown = [name for name in (m.SOURCE_VAL_ACC, m.TARGET_ACC) if name != metric]
     headers += [f"final {name}" for name in shown]
-    rows = []
-    for trial in outcome.trials[:top]:
-        rows.append(
-            [
-                trial.trial_id,
-                trial.status,
-                str(trial.epochs),
-                *(_short(trial.params.get(key)) for key in config.params),
-                _short(trial.best_value),
-                str(trial.best_epoch),
-                *(_short(trial.final.get(name)) for name in shown),
-            ]
-        )
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    rows = [
+        [
+            trial.trial_id,
+            trial.status,
+            str(trial.epochs),
+            *(format_value(trial.params.get(key)) for key in config.params),
+            format_value(trial.best_value),
+            str(trial.best_epoch),
+            *(format_value(trial.final.get(name)) for name in shown),
+        ]
+        for trial in outcome.trials[:top]
     ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines = format_table(headers, rows)
     lines += [f"{t.trial_id} failed: {t.reason}" for t in outcome.trials if t.status == "failed"]
     return "\n".join(lines)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
-    return "" if value is None else str(value)
 
 
 class SearchProgress(tune.Callback):
