@@ -6,6 +6,8 @@ search-space file accepts.
 
 from __future__ import annotations
 
+import inspect
+
 from pydantic import BaseModel
 
 from raydm import metrics as m
@@ -15,12 +17,6 @@ from raydm.data.standard import IMAGE_BENCHMARKS
 from raydm.methods import METHODS
 
 KINDS = ("methods", "domains", "backbones", "validators")
-
-METHOD_SUMMARIES = {
-    "source_only": "the baseline: the same network trained on the source alone",
-    "dann": "DANN (Ganin & Lempitsky 2015): gradient reversal, lambda_p schedule",
-    "cgdm": "CGDM (Su et al. 2021): two heads, gradient discrepancy, cluster pseudo-labels",
-}
 
 VALIDATOR_SUMMARIES = {
     m.SOURCE_VAL_ACC: "accuracy on the held-out source validation split (the default)",
@@ -37,7 +33,7 @@ def describe(kind: str) -> list[str]:
     """One line per entry of ``kind`` (one of KINDS)."""
     if kind == "methods":
         return [
-            _line(name, METHOD_SUMMARIES.get(name, ""), METHODS.get(name).Args)
+            _line(name, inspect.getdoc(METHODS.get(name)).splitlines()[0], METHODS.get(name).Args)
             for name in METHODS.names()
         ]
     if kind == "backbones":

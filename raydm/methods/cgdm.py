@@ -177,6 +177,8 @@ def _official_init(module: nn.Module) -> None:
 
 
 class CGDM(Method):
+    """CGDM (Su et al. 2021): two heads, gradient discrepancy, cluster pseudo-labels."""
+
     Args = CGDMArgs
 
     def __init__(self, args: CGDMArgs, backbone: nn.Module, num_classes: int, model, train):

@@ -59,6 +59,8 @@ def reverse_gradient(inputs: torch.Tensor, coefficient: float) -> torch.Tensor:
 
 
 class DANN(SourceOnly):
+    """DANN (Ganin & Lempitsky 2015): gradient reversal, lambda_p schedule."""
+
     Args = DANNArgs
 
     def __init__(self, args: DANNArgs, backbone: nn.Module, num_classes: int, model, train):

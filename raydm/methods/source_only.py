@@ -15,6 +15,8 @@ class SourceOnlyArgs(MethodArgs):
 
 
 class SourceOnly(Method):
+    """The baseline: the same network trained on the source alone."""
+
     Args = SourceOnlyArgs
 
     def __init__(self, args: SourceOnlyArgs, backbone: nn.Module, num_classes: int, model, train):
