@@ -7,6 +7,7 @@ each epoch's metrics and state (report and checkpoint, or print).
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -102,11 +103,11 @@ def summarize_runs(runs: list[dict[str, float]]) -> dict[str, str]:
     standard deviation) over several seeds."""
     summary = {}
     for key in runs[0]:
-        values = torch.tensor([float(run[key]) for run in runs], dtype=torch.float64)
-        if len(runs) == 1:
-            summary[key] = f"{values[0].item():.4f}"
+        values = [float(run[key]) for run in runs]
+        if len(values) == 1:
+            summary[key] = f"{values[0]:.4f}"
         else:
-            summary[key] = f"{values.mean().item():.4f} ± {values.std().item():.4f}"
+            summary[key] = f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
     return summary
 
 

@@ -254,8 +254,9 @@ def max_concurrent(
     return max(1, min(slots, config.search.num_samples))
 
 
-# What one CUDA context (with cuDNN and cuBLAS loaded) takes outside torch's allocator; each
-# trial is its own process and pays it once.
+# An allowance for one CUDA context (with cuDNN and cuBLAS loaded) outside torch's allocator,
+# which each trial, being its own process, pays once. Not measured here (no GPU was at hand):
+# measure it on the GPUs you use and lower or raise it.
 CUDA_CONTEXT_BYTES = 600 * 2**20
 MAX_TRIALS_PER_GPU = 8
 
