@@ -20,6 +20,18 @@ def model_inputs(config, raw: torch.Tensor) -> torch.Tensor:
     return Transform(config.data, image_input, torch.device("cpu"), seed=0).evaluation(raw)
 
 
+def tune_ok(space, name: str, storage) -> str:
+    """Run `raydm tune` on ``space`` into ``storage``/``name``, as a user would; its output."""
+    from click.testing import CliRunner
+
+    from raydm.cli import main
+
+    command = ["tune", "--space", str(space), "--name", name, "--storage-path", str(storage)]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 @pytest.fixture
 def data_root(tmp_path):
     return str(tmp_path / "data")

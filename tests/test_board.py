@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from raydm import metrics as m
 from raydm.cli import main
+from tests.conftest import tune_ok
 
 
 def _get(url: str, body: dict | None = None):
@@ -36,10 +37,7 @@ params: {{train.lr: {{loguniform: [1.0e-3, 1.0e-1]}}}}
 """
     )
     storage = tmp_path / "results"
-    result = CliRunner().invoke(
-        main, ["tune", "--space", str(space), "--name", "tb", "--storage-path", str(storage)]
-    )
-    assert result.exit_code == 0, result.output
+    tune_ok(space, "tb", storage)
 
     report = CliRunner().invoke(main, ["report", str(storage / "tb"), "--format", "json"])
     assert report.exit_code == 0, report.output

@@ -11,7 +11,7 @@ from raydm import metrics as m
 from raydm.cli import main
 from raydm.config import ConfigError, load_config
 from raydm.data import load_domain_pair
-from tests.conftest import SPACES
+from tests.conftest import SPACES, tune_ok
 
 GiB = 2**30
 
@@ -113,10 +113,7 @@ params: {{train.lr: {{choice: [0.01, 1.0e+5]}}}}
 """
     )
     storage = tmp_path / "results"
-    result = CliRunner().invoke(
-        main, ["tune", "--space", str(space), "--name", "nan", "--storage-path", str(storage)]
-    )
-    assert result.exit_code == 0, result.output
+    output = tune_ok(space, "nan", storage)
     with (storage / "nan" / "results.csv").open() as handle:
         rows = {float(row["train.lr"]): row for row in csv.DictReader(handle)}
     assert set(rows) == {0.01, 1e5}, "seed 0 of the random sampler draws both values"
@@ -124,7 +121,7 @@ params: {{train.lr: {{choice: [0.01, 1.0e+5]}}}}
     assert good["status"] == "completed" and good["reason"] == ""
     assert bad["status"] == "failed" and bad["best:val/source_acc"] == "nan"
     assert bad["reason"].startswith("train/loss became nan at epoch 1")
-    assert f"{bad['trial_id']} failed: train/loss became nan" in result.output
+    assert f"{bad['trial_id']} failed: train/loss became nan" in output
     assert load_config(storage / "nan" / "best.yaml").train.lr == 0.01
     # Not retried: the failing trial started once (max_failures would have restarted a crash).
     (trial_dir,) = [p for p in (storage / "nan").iterdir() if bad["trial_id"] in p.name]
@@ -142,10 +139,7 @@ def test_remote_storage_gets_the_results_files_next_to_tunes(tmp_path, monkeypat
         "train: {epochs: 1, iters_per_epoch: 5}\nsearch: {num_samples: 1}\n"
     )
     uri = f"file://{tmp_path / 'bucket'}"
-    result = CliRunner().invoke(
-        main, ["tune", "--space", str(space), "--name", "remote", "--storage-path", uri]
-    )
-    assert result.exit_code == 0, result.output
+    tune_ok(space, "remote", uri)
     stored = tmp_path / "bucket" / "remote"
     for name in ("results.csv", "best.yaml", "search_space.yaml"):
         assert (stored / name).read_bytes() == (tmp_path / "remote" / name).read_bytes(), name

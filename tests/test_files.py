@@ -10,6 +10,7 @@ from PIL import Image
 from raydm.cli import main
 from raydm.config import DataConfig, load_config
 from raydm.data import load_domain_pair
+from tests.conftest import tune_ok
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -169,10 +170,7 @@ params: {{train.lr: {{loguniform: [1.0e-3, 1.0e-1]}}}}
 """
     )
     storage = tmp_path / "results"
-    result = CliRunner().invoke(
-        main, ["tune", "--space", str(space), "--name", "folders", "--storage-path", str(storage)]
-    )
-    assert result.exit_code == 0, result.output
+    tune_ok(space, "folders", storage)
     rows = (storage / "folders" / "results.csv").read_text().splitlines()
     assert len(rows) == 3 and all(",completed," in row for row in rows[1:])
     assert (
