@@ -89,9 +89,11 @@ class LeNet(nn.Sequential):
     def __init__(self, args: LeNetArgs, input_shape: tuple[int, ...]) -> None:
         channels, height, width = input_shape
 
+        # ReLU after max-pooling is the same function (max commutes with a non-decreasing map)
+        # and gradient, on a quarter of the elements; it is most of an epoch's memory traffic.
         def block(cin: int, cout: int) -> list[nn.Module]:
             norm = [nn.BatchNorm2d(cout)] if args.batch_norm else []
-            return [nn.Conv2d(cin, cout, 5), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+            return [nn.Conv2d(cin, cout, 5), *norm, nn.MaxPool2d(2), nn.ReLU(inplace=True)]
 
         super().__init__(*block(channels, 32), *block(32, 48), nn.Flatten())
         self.out_features = 48 * ((height - 4) // 2 - 4) // 2 * ((width - 4) // 2 - 4) // 2
@@ -107,9 +109,15 @@ class DTN(nn.Sequential):
     def __init__(self, args: DTNArgs, input_shape: tuple[int, ...]) -> None:
         channels, height, width = input_shape
 
+        # ReLU after pooling: the same function on fewer elements, as in LeNet.
         def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
-            layers = [nn.Conv2d(cin, cout, 5, padding=2), nn.BatchNorm2d(cout), nn.ReLU()]
-            return layers + ([nn.MaxPool2d(3, stride=2, padding=1)] if pool else [])
+            pooling = [nn.MaxPool2d(3, stride=2, padding=1)] if pool else []
+            return [
+                nn.Conv2d(cin, cout, 5, padding=2),
+                nn.BatchNorm2d(cout),
+                *pooling,
+                nn.ReLU(inplace=True),
+            ]
 
         super().__init__(
             *block(channels, 64, True),

@@ -26,6 +26,11 @@ PSEUDO_LABEL_ACC = "oracle/pseudo_label_acc"
 PSEUDO_LABEL_COVERAGE = "train/pseudo_label_coverage"
 PSEUDO_LABEL_SHARE = "train/pseudo_label_share"  # one metric per class: .../<class name>
 
+# Wall-clock seconds of each epoch's training (CGDM's clustering included) and of its evaluation
+# passes and validators; checkpointing and Tune's bookkeeping are outside both.
+TIME_TRAIN = "time/train_s"
+TIME_EVAL = "time/eval_s"
+
 # best/<metric>: the best value of the selection metric a trial has reached so far.
 BEST_PREFIX = "best/"
 
@@ -44,4 +49,4 @@ SELECTABLE = {
 
 def is_reported(name: str) -> bool:
     """Whether ``name`` is one of raydm's own per-epoch metrics (not Tune's bookkeeping)."""
-    return name.startswith(("train/", "val/", "oracle/", BEST_PREFIX))
+    return name.startswith(("train/", "val/", "oracle/", "time/", BEST_PREFIX))

@@ -20,6 +20,11 @@ def model_inputs(config, raw: torch.Tensor) -> torch.Tensor:
     return Transform(config.data, image_input, torch.device("cpu"), seed=0).evaluation(raw)
 
 
+def learned(metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` without the wall-clock timings, which no two runs share."""
+    return {name: value for name, value in metrics.items() if not name.startswith("time/")}
+
+
 def tune_ok(space, name: str, storage) -> str:
     """Run `raydm tune` on ``space`` into ``storage``/``name``, as a user would; its output."""
     from click.testing import CliRunner

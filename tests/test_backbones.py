@@ -142,3 +142,34 @@ def test_every_image_backbone_declares_its_input():
     for name in BACKBONES.names():
         entry = BACKBONES.get(name)
         assert (entry.image_input is None) == (entry.input_kind == "points"), name
+
+
+@pytest.mark.parametrize("name", ["lenet", "dtn"])
+def test_digits_nets_pool_before_relu_and_compute_the_usual_function(name):
+    """conv -> BN -> pool -> ReLU must equal the textbook conv -> BN -> ReLU -> pool, gradients
+    included, so the cheaper order changes no result."""
+    entry = BACKBONES.get(name)
+    args = entry.Args(batch_norm=True) if name == "lenet" else entry.Args(dropout=0.0)
+    torch.manual_seed(0)
+    net = entry.build(args, (1, 32, 32)).train()
+    layers = list(net)
+    textbook = []
+    for index, layer in enumerate(layers):
+        if isinstance(layer, torch.nn.MaxPool2d):
+            assert isinstance(layers[index + 1], torch.nn.ReLU)  # the reordering is in place
+            textbook += [torch.nn.ReLU(), layer]
+        elif not (
+            isinstance(layer, torch.nn.ReLU) and isinstance(layers[index - 1], torch.nn.MaxPool2d)
+        ):
+            textbook.append(layer)
+    reference = torch.nn.Sequential(*textbook)
+    inputs = torch.randn(6, 1, 32, 32)
+    ours = net(inputs)
+    ours.square().sum().backward()
+    ours_grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    theirs = reference(inputs)
+    theirs.square().sum().backward()
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    for mine, expected in zip(ours_grads, [p.grad for p in net.parameters()], strict=True):
+        torch.testing.assert_close(mine, expected, rtol=0, atol=0)
