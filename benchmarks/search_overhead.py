@@ -8,8 +8,10 @@ Runs ``raydm tune`` as a user would (its own process, Ray started and stopped by
 in the space), on ``--cpus`` cores. Each trial reports, per epoch, the wall-clock seconds of its
 training steps (``time/train_s``) and of its evaluation passes and validators (``time/eval_s``).
 Their sums over all trials, divided by wall time x cores, are the shares of the machine spent
-training and evaluating; the rest went to starting Ray and the trials, checkpointing, reporting,
-the searcher and idle cores. The machine's busy share over the run comes from /proc/stat.
+training and evaluating. "In-trial other" is the rest of each trial's time from its start to
+its last report (setting up, writing and handing over checkpoints, reporting); "outside trials"
+went to starting Ray and the trials' processes, the searcher, Tune's loop and idle cores. The
+machine's busy share over the run comes from /proc/stat.
 """
 
 from __future__ import annotations
@@ -38,32 +40,22 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="more overrides for raydm tune")
     args = parser.parse_args()
     print(
-        "| trials | epochs run | wall s | training % | evaluation % | overhead % "
-        "| machine busy % |\n|---|---|---|---|---|---|---|"
+        "| trials | epochs run | wall s | training % | evaluation % | in-trial other % "
+        "| outside trials % | machine busy % |\n|---|---|---|---|---|---|---|---|"
     )
     for num_samples in args.num_samples:
         row = measure(num_samples, args)
         print(
             f"| {num_samples} | {row['epochs']} | {row['wall']:.1f} | {row['train']:.1f} "
-            f"| {row['eval']:.1f} | {100 - row['train'] - row['eval']:.1f} | {row['busy']:.1f} |",
+            f"| {row['eval']:.1f} | {row['report']:.1f} "
+            f"| {100 - row['train'] - row['eval'] - row['report']:.1f} | {row['busy']:.1f} |",
             flush=True,
         )
 
 
 def measure(num_samples: int, args) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as storage:
-        command = [
-            sys.executable,
-            "-m",
-            "raydm.cli",
-            "tune",
-            "--space",
-            str(SPACE),
-            "--storage-path",
-            storage,
-            "--name",
-            "overhead",
-            "--set",
+        overrides = [
             f"search.num_samples={num_samples}",
             f"train.epochs={args.epochs}",
             f"train.iters_per_epoch={args.iters}",
@@ -71,6 +63,9 @@ def measure(num_samples: int, args) -> dict[str, float]:
             "search.scheduler.grace_period=1",
             *args.set,
         ]
+        command = [sys.executable, "-m", "raydm.cli", "tune", "--space", str(SPACE)]
+        command += ["--storage-path", storage, "--name", "overhead"]
+        command += [part for override in overrides for part in ("--set", override)]
         busy_before, total_before = _cpu_jiffies()
         start = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -78,11 +73,14 @@ def measure(num_samples: int, args) -> dict[str, float]:
         busy_after, total_after = _cpu_jiffies()
         histories = load_experiment(Path(storage) / "overhead").histories
         core_seconds = wall * args.cpus
+        work = histories[m.TIME_TRAIN] + histories[m.TIME_EVAL]
         return {
             "wall": wall,
             "epochs": int(histories[m.EPOCH].notna().sum()),
             "train": 100 * histories[m.TIME_TRAIN].sum() / core_seconds,
             "eval": 100 * histories[m.TIME_EVAL].sum() / core_seconds,
+            # time_this_iter_s spans report to report (the first: from the trial's start).
+            "report": 100 * (histories["time_this_iter_s"] - work).sum() / core_seconds,
             "busy": 100 * (busy_after - busy_before) / (total_after - total_before),
         }
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from raydm.config import config_from_dict
 from raydm.data import DomainPair, LabelledSet
-from raydm.engine import build_method, place
+from raydm.engine import build_method, keep_freed_memory, place
 from raydm.methods.cgdm import (
     CGDM,
     classifier_discrepancy,
@@ -67,8 +67,9 @@ def main() -> None:
     images = LabelledSet(torch.randn(4 * n, 1, 32, 32), torch.randint(0, 10, (4 * n,)))
     data = DomainPair(images, images, images, images, tuple("0123456789"), (1, 32, 32))
     method = build_method(config, data)
-    if not args.official_style:  # the official code keeps torch's default layout
+    if not args.official_style:  # the official code keeps torch's default layout and allocator
         method = place(method, torch.device("cpu"), images=True)
+        keep_freed_memory()
     method.train()
     if isinstance(method, CGDM):
         method.pseudo_labels = torch.randint(0, 10, (4 * n,))  # so that L_GD is computed
