@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from raydm import metrics as m
 from raydm.cli import main
 from raydm.config import load_config
+from raydm.report import load_experiment
 from raydm.search_space import to_tune_space
 from raydm.tuning import PruningAwareOptunaSearch
 from tests.conftest import SPACES
@@ -110,6 +111,10 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     assert all(int(row["epochs"]) == 4 for row in rows if row["status"] == "completed")
     best_values = [float(row["best:val/source_acc"]) for row in rows]
     assert best_values == sorted(best_values, reverse=True)
+    # Trials reuse the processes of finished ones: 6 trials, 2 CPU slots, 2 processes.
+    histories = load_experiment(experiment).histories
+    assert histories["pid"].nunique() <= 2
+    assert (histories[m.TIME_TRAIN] > 0).all() and (histories[m.TIME_EVAL] > 0).all()
 
     # What Optuna learned from: stopped trials as PRUNED with their last rung's value. The
     # study is kept in a journal file that optuna-dashboard (or Optuna itself) opens.
