@@ -33,10 +33,14 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-batch-size", type=int, default=None)
     parser.add_argument("--root", default="~/.cache/raydm")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = load_config(SPACE, ["params={}", "train.epochs=1", f"data.root={args.root}"])
+    overrides = ["params={}", "train.epochs=1", f"data.root={args.root}"]
+    if args.eval_batch_size:
+        overrides.append(f"train.eval_batch_size={args.eval_batch_size}")
+    config = load_config(SPACE, overrides)
     data = load_domain_pair(config.data)
     settings = [(size, 64) for size in args.sizes]
     settings += [(len(data.source_train), batch) for batch in args.batch_sizes if batch != 64]

@@ -47,6 +47,11 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--official-style", action="store_true")
+    parser.add_argument(
+        "--system-allocator",
+        action="store_true",
+        help="leave glibc's malloc settings as they are (raydm's trials keep freed memory)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -69,7 +74,8 @@ def main() -> None:
     method = build_method(config, data)
     if not args.official_style:  # the official code keeps torch's default layout and allocator
         method = place(method, torch.device("cpu"), images=True)
-        keep_freed_memory()
+        if not args.system_allocator:
+            keep_freed_memory()
     method.train()
     if isinstance(method, CGDM):
         method.pseudo_labels = torch.randint(0, 10, (4 * n,))  # so that L_GD is computed
