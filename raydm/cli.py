@@ -246,12 +246,11 @@ def report(experiment, output_format, plots) -> None:
     else:
         click.echo(reporting.render_text(loaded))
     if plots:
-        for path in reporting.write_plots(loaded, plots):
+        written = reporting.write_plots(
+            loaded, plots, on_skip=lambda reason: click.echo(reason, err=True)
+        )
+        for path in written:
             click.echo(f"wrote {path}", err=output_format == "json")
-        try:
-            reporting.param_importances(loaded)
-        except reporting.ReportError as err:
-            click.echo(f"no param_importance.png: {err}", err=True)
 
 
 @main.command()

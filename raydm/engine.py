@@ -235,7 +235,7 @@ def fit(
             method,
             pipeline.evaluation_batches(data.source_val, batch_size, loader),
             transform,
-            True,
+            keep_features=on_epoch is not None,  # for DEV's inputs, handed to on_epoch only
         )
         test = outputs(
             method, pipeline.evaluation_batches(data.target_test, batch_size, loader), transform

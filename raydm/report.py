@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ STATUS_COLOURS = {
     "unstarted": "tab:gray",
 }
 DEV_TOP_K = 5  # trials DEV scores after a search
-DEV_GLOB = "checkpoint_*/dev_inputs.pt"  # what raydm.trainable saves with each checkpoint
+DEV_FILE = "dev_inputs.pt"  # features and losses raydm.trainable saves with each checkpoint
+DEV_GLOB = f"checkpoint_*/{DEV_FILE}"
 MIN_IMPORTANCE_PARAMS = 2
 MIN_IMPORTANCE_TRIALS = 3
 
@@ -553,13 +555,17 @@ def _finite(value: Any) -> bool:
 # --- plots -------------------------------------------------------------------------------
 
 
-def write_plots(experiment: Experiment, directory: str | Path) -> list[Path]:
+def write_plots(
+    experiment: Experiment,
+    directory: str | Path,
+    on_skip: Callable[[str], None] = lambda reason: None,
+) -> list[Path]:
     """Write the report's PNG files into ``directory`` (created if needed); return them.
 
     ``learning_curves.png``, ``asha_rungs.png``, ``param_importance.png`` (only with at least
-    2 searched params and 3 completed or stopped trials: ``param_importances`` says why not)
-    and ``validators_vs_oracle.png`` (only when a validator was reported). A plot that is
-    not written is not in the returned list.
+    2 searched params and 3 completed or stopped trials: ``on_skip`` is told why not) and
+    ``validators_vs_oracle.png`` (only when a validator was reported). A plot that is not
+    written is not in the returned list.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -569,7 +575,8 @@ def write_plots(experiment: Experiment, directory: str | Path) -> list[Path]:
     ]
     try:
         importances = param_importances(experiment)
-    except ReportError:
+    except ReportError as err:
+        on_skip(f"no param_importance.png: {err}")
         importances = None
     if importances is not None:
         written.append(

@@ -19,9 +19,9 @@ from raydm import engine
 from raydm import metrics as m
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair
+from raydm.report import DEV_FILE
 
 STATE_FILE = "state.pt"
-DEV_FILE = "dev_inputs.pt"  # features and losses DEV scores after the search
 BEST_KEY = "selection_best"  # sign-adjusted best of the selection metric, kept for resumes
 CONFIG_FILE = "config.yaml"
 

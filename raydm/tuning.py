@@ -61,25 +61,27 @@ class PruningAwareOptunaSearch(OptunaSearch):
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
         known = trial_id in self._ot_trials and trial_id not in self._completed_trials
-        if not error and result and known and result.get(m.FAILED):
-            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.FAIL)
-            self._completed_trials.add(trial_id)
+        status = trial_status(result, self._max_epochs) if result and known else None
+        if error or status in (None, "completed"):
+            super().on_trial_complete(trial_id, result, error)
             return
-        if not error and result and known and ended_early(result, self._max_epochs):
-            trial = self._ot_trials[trial_id]
+        trial = self._ot_trials[trial_id]
+        if status == "stopped" and self.metric in result:
             # Tune sends the result that made the scheduler stop the trial only here, not to
             # on_trial_result; record it so TPE sees the trial's value at its last rung.
-            if self.metric in result:
-                trial.report(result[self.metric], result[TRAINING_ITERATION])
-            self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
-            return
-        super().on_trial_complete(trial_id, result, error)
+            trial.report(result[self.metric], result[TRAINING_ITERATION])
+        states = optuna.trial.TrialState
+        self._ot_study.tell(trial, state=states.PRUNED if status == "stopped" else states.FAIL)
+        self._completed_trials.add(trial_id)
 
 
-def ended_early(result: dict, max_epochs: int) -> bool:
+def trial_status(result: dict, max_epochs: int) -> str:
+    """failed (it reported m.FAILED), stopped (before its last epoch: ASHA or an interruption)
+    or completed, from an ended trial's last result."""
+    if result.get(m.FAILED):
+        return "failed"
     planned = min(result.get(m.EPOCHS_PLANNED, max_epochs), max_epochs)
-    return result.get(m.EPOCH, 0) < planned
+    return "stopped" if result.get(m.EPOCH, 0) < planned else "completed"
 
 
 def build_searcher(
@@ -376,7 +378,7 @@ def run_search(
     write_results(trials, config, experiment_dir / RESULTS_FILE)
     best_config, unfinished = None, 0
     if _interrupted(handler):
-        finished = sum(t.status in ("completed", "stopped", "failed") for t in trials)
+        finished = sum(t.status != "unstarted" for t in trials)
         unfinished = config.search.num_samples - finished
     elif trials and not math.isnan(trials[0].best_value):
         # As asked, not as run: a GPU request stays in best.yaml for a machine that has one.
@@ -463,14 +465,12 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
         reason = ""
         if result.error is not None:
             status, reason = "failed", _error_reason(result.error)
-        elif last.get(m.FAILED):
-            status, reason = "failed", str(last.get(m.FAILURE_REASON, ""))
-        elif m.EPOCH not in last:
+        elif m.EPOCH not in last and not last.get(m.FAILED):
             status = "unstarted"  # an interruption came before its first epoch
-        elif ended_early(last, config.max_epochs()):
-            status = "stopped"
         else:
-            status = "completed"
+            status = trial_status(last, config.max_epochs())
+            if status == "failed":
+                reason = str(last.get(m.FAILURE_REASON, ""))
         if status == "failed":
             best_value, best_epoch = math.nan, 0
         trials.append(
@@ -479,10 +479,12 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
                 status=status,
                 params={key: (result.config or {}).get(key) for key in config.params},
                 epochs=int(last.get(m.EPOCH, 0)),
-                final={
+                final={  # best/<metric> is best_value already
                     key: value
                     for key, value in last.items()
-                    if m.is_reported(key) and isinstance(value, (int, float))
+                    if m.is_reported(key)
+                    and not key.startswith(m.BEST_PREFIX)
+                    and isinstance(value, (int, float))
                 },
                 best_value=best_value,
                 best_epoch=best_epoch,
@@ -588,12 +590,11 @@ class SearchProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
-        if last.get(m.FAILED):
-            self.counts["failed"] += 1
+        status = trial_status(last, self.max_epochs)
+        self.counts[status] += 1
+        if status == "failed":
             event = f"{trial.trial_id} failed: {last.get(m.FAILURE_REASON)}"
         else:
-            status = "stopped" if ended_early(last, self.max_epochs) else "completed"
-            self.counts[status] += 1
             event = f"{trial.trial_id} {status} after {last.get(m.EPOCH, 0)} epochs"
         self._line(trials, event, ended=trial)
 

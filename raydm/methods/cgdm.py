@@ -25,7 +25,7 @@ from pydantic import Field
 from torch import nn
 
 from raydm.backbones import parameter_groups
-from raydm.methods.base import Method, MethodArgs
+from raydm.methods.base import Method, MethodArgs, sgd
 
 # The official code adds this inside its logarithms; kept so loss values match it.
 LOG_EPS = 1e-5
@@ -194,22 +194,19 @@ class CGDM(Method):
         # A buffer so that .to(device) moves it; not persistent because its length changes
         # (empty until the first clustering): the checkpoint carries it as extra state.
         self.register_buffer("pseudo_labels", torch.empty(0, dtype=torch.int64), persistent=False)
-        g_groups = parameter_groups(backbone, train.backbone_lr_mult)
-        for group in g_groups:
-            group["lr"] = train.lr * group["lr_mult"]
-        self.generator_optimizer = torch.optim.SGD(
-            g_groups,
-            lr=train.lr,
-            momentum=args.generator_momentum,
-            weight_decay=train.weight_decay,
+        self.generator_optimizer = sgd(
+            parameter_groups(backbone, train.backbone_lr_mult),
+            train.lr,
+            args.generator_momentum,
+            False,
+            train.weight_decay,
         )
-        head_lr = train.lr * args.head_lr_mult
-        self.head_optimizer = torch.optim.SGD(
-            [{"params": self.heads.parameters(), "lr_mult": args.head_lr_mult, "lr": head_lr}],
-            lr=head_lr,
-            momentum=train.momentum,
-            nesterov=train.nesterov and train.momentum > 0,
-            weight_decay=train.weight_decay,
+        self.head_optimizer = sgd(
+            [{"params": self.heads.parameters(), "lr_mult": args.head_lr_mult}],
+            train.lr,
+            train.momentum,
+            train.nesterov,
+            train.weight_decay,
         )
         last = [head[-1] for head in self.heads]
         self._gd_params = [
@@ -248,7 +245,7 @@ class CGDM(Method):
             for inputs in target_batches():
                 batch_features = self.backbone(inputs)
                 features.append(batch_features.float().cpu())
-                logits.append((self.heads[0](batch_features) + self.heads[1](batch_features)).cpu())
+                logits.append(self.classify(batch_features).cpu())
         self.train(was_training)
         probabilities = F.softmax(torch.cat(logits).float(), dim=1)
         labels = cluster_pseudo_labels(torch.cat(features), probabilities, args.kmeans_rounds)
