@@ -8,7 +8,6 @@ of the feature vector the method's heads sit on.
 from __future__ import annotations
 
 import functools
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from raydm import downloads
 from raydm.registry import Registry
 
 
@@ -57,7 +57,6 @@ class Backbone:
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
-DOWNLOAD_TIMEOUT_S = 15
 
 
 class MLPArgs(BackboneArgs):
@@ -243,18 +242,15 @@ def _torchvision_weights(depth: int) -> dict[str, torch.Tensor]:
     # IMAGENET1K_V1: the weights the published UDA ResNet results were obtained with.
     weights = torchvision.models.get_weight(f"ResNet{depth}_Weights.IMAGENET1K_V1")
     cache = Path(torch.hub.get_dir()) / "checkpoints"
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # an unreachable host must not hang a search
     try:
-        return weights.get_state_dict(progress=False, check_hash=True)
+        with downloads.bounded_wait():
+            return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as err:  # noqa: BLE001 - any network or file failure means the same
         raise WeightsError(
             f"model.backbone_args.pretrained: resnet{depth} ImageNet weights are not in {cache} "
             f"and could not be downloaded ({type(err).__name__}); download {weights.url} into "
             "that folder, or set model.backbone_args.weights_path to a local copy"
         ) from None
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 BACKBONES.register("mlp")(Backbone("points", MLPArgs, MLP, "fully connected, for 2-d toys"))

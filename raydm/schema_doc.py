@@ -87,7 +87,7 @@ def _rows(model: type[BaseModel], prefix: str, skip) -> list[tuple[str, str, str
                 rows += _rows(annotation, f"{key}.", set())
                 continue
         default = field.get_default(call_default_factory=True)
-        if isinstance(default, BaseModel) or name in ("backbone_args",):
+        if annotation is BaseModel:
             default_text = "the chosen entry's defaults"
         else:
             default_text = f"`{default!r}`" if default is not None else "none"

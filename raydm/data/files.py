@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,22 +87,16 @@ def _samples(files: list[Path], labels: list[int], class_names: tuple[str, ...])
 def decode_image(path: str, size: int, channels: int) -> torch.Tensor:
     """One image file as a uint8 C x size x size tensor; ValueError naming the file if it
     cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     mode = "L" if channels == 1 else "RGB"
-    try:
-        with Image.open(path) as image:
-            # A JPEG at least twice the target size decodes at a reduced scale (DCT scaling),
-            # still no smaller than the target, instead of at full size.
-            image.draft(mode, (size, size))
-            pixels = np.asarray(
-                image.convert(mode).resize((size, size), Image.Resampling.BILINEAR),
-                dtype=np.uint8,
-            )
-    except FileNotFoundError:
-        raise ValueError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"image {path} cannot be read: {err}") from None
+    with _opened(path) as image:
+        # A JPEG at least twice the target size decodes at a reduced scale (DCT scaling),
+        # still no smaller than the target, instead of at full size.
+        image.draft(mode, (size, size))
+        pixels = np.asarray(
+            image.convert(mode).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8
+        )
     tensor = torch.from_numpy(pixels.copy())
     return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1).contiguous()
 
@@ -116,16 +111,25 @@ def decode_all(files: ImageFiles, size: int, channels: int) -> LabelledSet:
 def check_readable(files: ImageFiles) -> None:
     """Raise ValueError naming the first file that is missing or not an image; reads headers
     only, so it is quick even for a dataset streamed because it is too big to decode."""
-    from PIL import Image, UnidentifiedImageError
 
     def check(path: str) -> None:
-        try:
-            with Image.open(path):
-                pass
-        except FileNotFoundError:
-            raise ValueError(f"image {path} does not exist") from None
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"image {path} cannot be read: {err}") from None
+        with _opened(path):
+            pass
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(check, files.paths))
+
+
+@contextmanager
+def _opened(path: str):
+    """The PIL image at ``path``; a missing or unreadable file is a ValueError naming it, also
+    when reading fails inside the block (PIL decodes lazily)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            yield image
+    except FileNotFoundError:
+        raise ValueError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"image {path} cannot be read: {err}") from None

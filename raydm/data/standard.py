@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import bz2
 import logging
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from raydm import downloads
 from raydm.data import files
 from raydm.data.samples import DomainSamples, LabelledSet, fit_images
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DIGITS = tuple(str(d) for d in range(10))
-DOWNLOAD_TIMEOUT_S = 15
 
 # name -> (sub-folder of data.root, the layout a user must provide)
 IMAGE_BENCHMARKS = {
@@ -166,15 +165,12 @@ def _torchvision(dataset_class, root: Path, expected: str, **split):
         return dataset_class(str(root), download=False, **split)
     except (RuntimeError, FileNotFoundError):
         pass
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # an unreachable host must not hang a search
     log.info("downloading %s into %s", dataset_class.__name__, root)
     try:
-        return dataset_class(str(root), download=True, **split)
+        with downloads.bounded_wait():
+            return dataset_class(str(root), download=True, **split)
     except Exception as err:  # noqa: BLE001 - any network or archive failure means the same
         raise ValueError(
             f"{dataset_class.__name__} is not under {root} and could not be downloaded "
             f"({type(err).__name__}); put the published files there ({root}/{expected})"
         ) from None
-    finally:
-        socket.setdefaulttimeout(previous)
