@@ -38,7 +38,7 @@ def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_run(moons):
     assert all(h[m.EPOCHS_PLANNED] == 3 for h in history)
 
 
-def test_every_epoch_reports_losses_lr_and_both_accuracies(moons):
+def test_every_epoch_reports_losses_lr_accuracies_and_validators(moons):
     config, data = moons
     reported = []
     engine.fit(config, data, on_epoch=lambda epoch, metrics, state: reported.append(metrics))
@@ -61,18 +61,6 @@ def test_every_epoch_reports_losses_lr_and_both_accuracies(moons):
     assert lrs == sorted(lrs, reverse=True)
     # The last reported lr is that of the last iteration, p = 44/45.
     assert lrs[-1] == pytest.approx(learning_rate(44 / 45, config.train.lr, "inverse", 10, 0.75))
-
-
-def test_fit_refuses_a_config_that_still_searches(data_root):
-    config = load_config(SPACES / "moons.yaml", [f"data.root={data_root}"])
-    with pytest.raises(ValueError, match="still searched"):
-        engine.fit(config, load_domain_pair(config.data))
-
-
-def test_every_epoch_reports_every_label_free_validator(moons):
-    config, data = moons
-    reported = []
-    engine.fit(config, data, on_epoch=lambda epoch, metrics, state: reported.append(metrics))
     for name in m.VALIDATORS:
         assert name in reported[-1], name
     last = reported[-1]
@@ -83,3 +71,9 @@ def test_every_epoch_reports_every_label_free_validator(moons):
     assert 0 <= last[m.SOURCE_VAL_MACRO_ACC] <= 1
     # Balanced source validation classes: macro and micro accuracy agree within a class share.
     assert abs(last[m.SOURCE_VAL_MACRO_ACC] - last[m.SOURCE_VAL_ACC]) < 0.1
+
+
+def test_fit_refuses_a_config_that_still_searches(data_root):
+    config = load_config(SPACES / "moons.yaml", [f"data.root={data_root}"])
+    with pytest.raises(ValueError, match="still searched"):
+        engine.fit(config, load_domain_pair(config.data))
