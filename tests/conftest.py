@@ -14,6 +14,17 @@ from raydm.data.pipeline import Transform
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 
 
+def moons_dann(data_root, rest: str) -> str:
+    """A DANN search space on the two-moons pair (an MLP: seconds per trial); ``rest`` gives
+    its train, search and params sections."""
+    head = (
+        "method: dann\n"
+        f"data: {{source: moons, target: moons_rotated, root: {data_root}}}\n"
+        "model: {backbone: mlp}\n"
+    )
+    return head + rest.lstrip("\n")
+
+
 def model_inputs(config, raw: torch.Tensor) -> torch.Tensor:
     """Stored samples as the backbone of ``config`` receives them in evaluation."""
     image_input = BACKBONES.get(config.model.backbone).image_input

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from raydm import metrics as m
 from raydm.cli import main
-from tests.conftest import tune_ok
+from tests.conftest import moons_dann, tune_ok
 
 
 def _get(url: str, body: dict | None = None):
@@ -27,14 +27,14 @@ def _get(url: str, body: dict | None = None):
 @pytest.mark.ray
 def test_board_and_report_show_every_trial(tmp_path, write_space, ray_session):
     space = write_space(
-        f"""
-method: dann
-data: {{source: moons, target: moons_rotated, root: {tmp_path / "data"}}}
-model: {{backbone: mlp}}
-train: {{epochs: 2, iters_per_epoch: 5}}
-search: {{num_samples: 2, scheduler: {{type: fifo}}}}
-params: {{train.lr: {{loguniform: [1.0e-3, 1.0e-1]}}}}
-"""
+        moons_dann(
+            tmp_path / "data",
+            """
+train: {epochs: 2, iters_per_epoch: 5}
+search: {num_samples: 2, scheduler: {type: fifo}}
+params: {train.lr: {loguniform: [1.0e-3, 1.0e-1]}}
+""",
+        )
     )
     storage = tmp_path / "results"
     tune_ok(space, "tb", storage)

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import moons_dann
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 SPACE = """
-method: dann
-data: {{source: moons, target: moons_rotated, root: {root}}}
-model: {{backbone: mlp}}
 train: {{epochs: {epochs}, iters_per_epoch: {iters}}}
 search:
   num_samples: {samples}
@@ -29,6 +28,10 @@ search:
 resources: {{cpu: 1}}
 params: {{train.lr: {{loguniform: [1.0e-3, 1.0e-1]}}}}
 """
+
+
+def _space(tmp_path: Path, epochs: int, iters: int, samples: int) -> str:
+    return moons_dann(tmp_path / "data", SPACE.format(epochs=epochs, iters=iters, samples=samples))
 
 
 def _tune(space: Path, storage: Path, *extra: str, env=None) -> subprocess.Popen:
@@ -74,7 +77,7 @@ def test_losing_a_worker_node_resumes_its_trials_from_their_checkpoints(tmp_path
         worker = cluster.add_node(num_cpus=2, **loopback)
         cluster.wait_for_nodes()
         space = tmp_path / "space.yaml"
-        space.write_text(SPACE.format(root=tmp_path / "data", epochs=6, iters=2000, samples=2))
+        space.write_text(_space(tmp_path, epochs=6, iters=2000, samples=2))
         storage = tmp_path / "results"
         search = _tune(space, storage, "--address", cluster.address)
 
@@ -105,7 +108,7 @@ def test_losing_a_worker_node_resumes_its_trials_from_their_checkpoints(tmp_path
 
 def test_ctrl_c_saves_the_search_and_resume_finishes_the_same_trials(tmp_path):
     space = tmp_path / "space.yaml"
-    space.write_text(SPACE.format(root=tmp_path / "data", epochs=6, iters=400, samples=4))
+    space.write_text(_space(tmp_path, epochs=6, iters=400, samples=4))
     storage = tmp_path / "results"
     search = _tune(space, storage)
     _wait_for(lambda: any(len(e) >= 2 for e in _epochs(storage).values()), 120, search)
@@ -146,7 +149,7 @@ def test_quarter_gpus_run_four_trials_at_once_on_one_gpu(tmp_path):
 
     space = tmp_path / "space.yaml"
     space.write_text(
-        SPACE.format(root=tmp_path / "data", epochs=2, iters=4000, samples=4).replace(
+        _space(tmp_path, epochs=2, iters=4000, samples=4).replace(
             "resources: {cpu: 1}", "resources: {cpu: 0.5, gpu: 0.25}"
         )
     )
@@ -195,7 +198,7 @@ def test_a_token_protected_cluster_is_joined_with_the_token_and_refused_without(
     try:
         cluster.wait_for_nodes()
         space = tmp_path / "space.yaml"
-        space.write_text(SPACE.format(root=tmp_path / "data", epochs=1, iters=5, samples=1))
+        space.write_text(_space(tmp_path, epochs=1, iters=5, samples=1))
         storage = tmp_path / "results"
         driver_env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
         with_token = subprocess.run(

@@ -11,7 +11,7 @@ from raydm import metrics as m
 from raydm.cli import main
 from raydm.config import ConfigError, load_config
 from raydm.data import load_domain_pair
-from tests.conftest import SPACES, tune_ok
+from tests.conftest import SPACES, moons_dann, tune_ok
 
 GiB = 2**30
 
@@ -99,18 +99,18 @@ def test_a_diverging_trial_fails_with_its_reason_once_and_the_search_goes_on(
     tmp_path, write_space, ray_session
 ):
     space = write_space(
-        f"""
-method: dann
-data: {{source: moons, target: moons_rotated, root: {tmp_path / "data"}}}
-model: {{backbone: mlp}}
-train: {{epochs: 3, iters_per_epoch: 10}}
+        moons_dann(
+            tmp_path / "data",
+            """
+train: {epochs: 3, iters_per_epoch: 10}
 search:
   num_samples: 2
   max_failures: 2
-  searcher: {{sampler: random, seed: 0}}
-  scheduler: {{type: fifo}}
-params: {{train.lr: {{choice: [0.01, 1.0e+5]}}}}
-"""
+  searcher: {sampler: random, seed: 0}
+  scheduler: {type: fifo}
+params: {train.lr: {choice: [0.01, 1.0e+5]}}
+""",
+        )
     )
     storage = tmp_path / "results"
     output = tune_ok(space, "nan", storage)
