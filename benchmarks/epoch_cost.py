@@ -61,7 +61,8 @@ def main() -> None:
         epochs = [engine.fit(run, pair) for _ in range(args.repeats)]
         train = [epoch[m.TIME_TRAIN] for epoch in epochs]
         evaluation = [epoch[m.TIME_EVAL] for epoch in epochs]
-        iterations = max(1, size // batch)
+        size = len(pair.source_train)
+        iterations = max(1, size // batch)  # engine.fit's epoch without train.iters_per_epoch
         print(
             f"| {size} | {batch} | {iterations} | {_spread(train)} "
             f"| {1000 * statistics.median(train) / iterations:.0f} | {_spread(evaluation)} |",

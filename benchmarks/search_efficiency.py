@@ -1,6 +1,7 @@
 """Search efficiency on the offline digits pair: ASHA + TPE against plain random search.
 
-    python benchmarks/search_efficiency.py --seeds 0 1 2 --iters 30
+    python benchmarks/search_efficiency.py --seeds 0 1 2 --iters 20 \
+        --set search.num_samples=8 train.epochs=4 search.scheduler.grace_period=1
 
 For each searcher seed, two searches of ``search_spaces/dann.yaml`` with the same trials'
 budget (the space's ``num_samples`` trials of up to ``train.epochs`` epochs each) and the same

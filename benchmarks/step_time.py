@@ -40,7 +40,7 @@ MODEL = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=sorted(MODEL), default="cgdm")
-    parser.add_argument("--backbone", default="lenet")
+    parser.add_argument("--backbone", choices=["lenet", "dtn"], default="lenet")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-k", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
