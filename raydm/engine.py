@@ -66,7 +66,7 @@ def keep_freed_memory() -> None:
 
     glibc unmaps freed blocks above a threshold and trims the heap's free top, so the megabytes
     of activations every training step allocates are page-faulted in afresh each time; keeping
-    them made a LeNet DANN step about a fifth faster here (BENCHMARKS.md). Other C libraries are
+    them took about a fifth off a LeNet DANN step here (BENCHMARKS.md). Other C libraries are
     left as they are.
     """
     try:
