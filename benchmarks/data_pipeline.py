@@ -15,8 +15,12 @@ the data path differs), in one run.
 Both feed batches of ``--batch-size`` source and as many target images, ``--iters`` of them (62:
 one epoch of the 4,000 source images). The process keeps freed memory as ``raydm`` trials do
 (``engine.keep_freed_memory``), for both pipelines. Reported per repeat: images per second
-(source + target) for the data path alone and for data + training step; the last lines are the
-median speed-ups of the full step.
+(source + target) for the data path alone and for data + training step, and for the training
+step alone on one batch fed again and again: no data pipeline, however fast, beats that, so its
+ratio to torchvision's data + step rate bounds any pipeline's speed-up on this network and core.
+The last lines are the median speed-ups of the full step and of that bound, the step's floating
+point operations (torch's FlopCounterMode) and the rate they run at, against a 1024 x 1024
+float32 matrix product on the same threads (how fast the core multiplies at best).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from raydm.backbones import BACKBONES
 from raydm.config import load_config
@@ -60,21 +65,32 @@ def main() -> None:
         _write_image_folder(data.source_train, source_dir)
         _write_image_folder(data.target_train, target_dir)
         speedups: dict[int, list[float]] = {workers: [] for workers in args.workers}
+        bounds: dict[int, list[float]] = {workers: [] for workers in args.workers}
+        step_alone: list[float] = []
         for repeat in range(args.repeats):
             ours = _raydm(config, data, cpu, args)
+            step_alone.append(ours["step_alone"])
             print(
                 f"repeat {repeat + 1}: raydm: data {ours['data']:.0f} img/s, "
-                f"data + DANN step {ours['step']:.0f} img/s"
+                f"data + DANN step {ours['step']:.0f} img/s, "
+                f"DANN step alone {ours['step_alone']:.0f} img/s"
             )
             for workers in args.workers:
                 theirs = _torchvision(config, data, cpu, source_dir, target_dir, workers, args)
                 speedups[workers].append(ours["step"] / theirs["step"])
+                bounds[workers].append(ours["step_alone"] / theirs["step"])
                 print(
                     f"repeat {repeat + 1}: torchvision, {workers} workers: data "
                     f"{theirs['data']:.0f} img/s, data + DANN step {theirs['step']:.0f} img/s"
                 )
     for workers, ratios in speedups.items():
         print(f"speedup_data_plus_step_vs_{workers}_workers={statistics.median(ratios):.2f}")
+        print(f"bound_step_alone_vs_{workers}_workers={statistics.median(bounds[workers]):.2f}")
+    step_rate = statistics.median(step_alone) * ours["flops"] / (2 * args.batch_size)
+    print(
+        f"gflop_per_step={ours['flops'] / 1e9:.2f} step_gflops={step_rate / 1e9:.1f} "
+        f"matmul_gflops={_matmul_flops_per_second() / 1e9:.1f}"
+    )
 
 
 def _raydm(config, data, device, args) -> dict[str, float]:
@@ -90,7 +106,13 @@ def _raydm(config, data, device, args) -> dict[str, float]:
         x_t, _, index = target.next()
         return transform.train(x_s), y_s, transform.train(x_t), index
 
-    return _measure(method, batches, args)
+    rates = _measure(method, batches, args)
+    batch = batches()
+    rates["step_alone"] = _measure(method, lambda: batch, args)["step"]
+    with FlopCounterMode(display=False) as counter:
+        method.update(*batch, 0.5)
+    rates["flops"] = counter.get_total_flops()
+    return rates
 
 
 def _torchvision(
@@ -145,6 +167,15 @@ def _measure(method, batches, args) -> dict[str, float]:
     for _ in range(args.iters):
         method.update(*batches(), 0.5)
     return {"data": data_rate, "step": images / (time.perf_counter() - start)}
+
+
+def _matmul_flops_per_second(size: int = 1024, repeats: int = 20) -> float:
+    matrix = torch.randn(size, size)
+    matrix @ matrix
+    start = time.perf_counter()
+    for _ in range(repeats):
+        matrix @ matrix
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def _write_image_folder(part, folder: Path) -> None:

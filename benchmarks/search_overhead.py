@@ -9,9 +9,14 @@ in the space), on ``--cpus`` cores. Each trial reports, per epoch, the wall-cloc
 training steps (``time/train_s``) and of its evaluation passes and validators (``time/eval_s``).
 Their sums over all trials, divided by wall time x cores, are the shares of the machine spent
 training and evaluating. "In-trial other" is the rest of each trial's time from its start to
-its last report (setting up, writing and handing over checkpoints, reporting); "outside trials"
-went to starting Ray and the trials' processes, the searcher, Tune's loop and idle cores. The
-machine's busy share over the run comes from /proc/stat.
+its last report (setting up, writing and handing over checkpoints, reporting). The rest is
+core time with no trial running on it, split by when: before the first trial started (Python,
+torch, the data and Ray starting, the trial processes importing torch), while the search ran
+(a slot between two trials, or idle at the tail while the last trials finish), and after the
+last report (Tune winding up, the results written, Ray shut down). Trial spans come from
+Tune's results (whole-second timestamps, so each boundary is good to about a second). Ray's
+and the driver's own work runs on the same cores and shows as slower trials, not in a column
+of its own; the machine's busy share over the run (from /proc/stat) shows what idled.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 from pathlib import Path
 
 from raydm import metrics as m
-from raydm.report import load_experiment
+from raydm.report import TRIAL_ID, load_experiment
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann.yaml"
 
@@ -41,14 +46,15 @@ def main() -> None:
     args = parser.parse_args()
     print(
         "| trials | epochs run | wall s | training % | evaluation % | in-trial other % "
-        "| outside trials % | machine busy % |\n|---|---|---|---|---|---|---|---|"
+        "| no trial: start-up % | no trial: during % | no trial: end % | machine busy % |"
+        "\n|---|---|---|---|---|---|---|---|---|---|"
     )
     for num_samples in args.num_samples:
         row = measure(num_samples, args)
         print(
             f"| {num_samples} | {row['epochs']} | {row['wall']:.1f} | {row['train']:.1f} "
-            f"| {row['eval']:.1f} | {row['report']:.1f} "
-            f"| {100 - row['train'] - row['eval'] - row['report']:.1f} | {row['busy']:.1f} |",
+            f"| {row['eval']:.1f} | {row['report']:.1f} | {row['startup']:.1f} "
+            f"| {row['during']:.1f} | {row['end']:.1f} | {row['busy']:.1f} |",
             flush=True,
         )
 
@@ -67,14 +73,17 @@ def measure(num_samples: int, args) -> dict[str, float]:
         command += ["--storage-path", storage, "--name", "overhead"]
         command += [part for override in overrides for part in ("--set", override)]
         busy_before, total_before = _cpu_jiffies()
-        start = time.perf_counter()
+        start = time.time()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - start
+        end = time.time()
         busy_after, total_after = _cpu_jiffies()
         histories = load_experiment(Path(storage) / "overhead").histories
+        wall = end - start
         core_seconds = wall * args.cpus
         work = histories[m.TIME_TRAIN] + histories[m.TIME_EVAL]
+        idle = _slot_idle(histories, start, end, args.cpus)
         return {
+            **{phase: 100 * seconds / core_seconds for phase, seconds in idle.items()},
             "wall": wall,
             "epochs": int(histories[m.EPOCH].notna().sum()),
             "train": 100 * histories[m.TIME_TRAIN].sum() / core_seconds,
@@ -83,6 +92,24 @@ def measure(num_samples: int, args) -> dict[str, float]:
             "report": 100 * (histories["time_this_iter_s"] - work).sum() / core_seconds,
             "busy": 100 * (busy_after - busy_before) / (total_after - total_before),
         }
+
+
+def _slot_idle(histories, start: float, end: float, cores: int) -> dict[str, float]:
+    """Core-seconds with no trial on them: before the first trial, during the search, after
+    the last report. A trial spans from its start to its last report."""
+    # Tune's timestamps are whole seconds, cut down: half a second puts them back on average.
+    reported = histories["timestamp"] + 0.5
+    trials = histories.assign(began=reported - histories["time_total_s"], ended=reported)
+    spans = trials.groupby(TRIAL_ID).agg(began=("began", "min"), ended=("ended", "max"))
+    first, last = spans["began"].min(), spans["ended"].max()
+    step = 0.05
+    idle = {"startup": 0.0, "during": 0.0, "end": 0.0}
+    for tick in range(int((end - start) / step)):
+        now = start + (tick + 0.5) * step
+        running = int(((spans["began"] <= now) & (now < spans["ended"])).sum())
+        phase = "startup" if now < first else "end" if now >= last else "during"
+        idle[phase] += max(0, cores - running) * step
+    return idle
 
 
 def _cpu_jiffies() -> tuple[int, int]:

@@ -268,7 +268,6 @@ def fit(
                 m.EPOCHS_PLANNED: train.epochs,
             }
         )
-        epoch_metrics[m.TIME_EVAL] = time.perf_counter() - trained
         if on_epoch is not None:
             source_train = outputs(
                 method,
@@ -276,6 +275,8 @@ def fit(
                 transform,
                 True,
             )
+        epoch_metrics[m.TIME_EVAL] = time.perf_counter() - trained
+        if on_epoch is not None:
             dev_inputs = {
                 "source_val_features": val.features[dev_val_rows].half(),
                 "source_val_losses": val_losses[dev_val_rows],

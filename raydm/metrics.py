@@ -27,7 +27,7 @@ PSEUDO_LABEL_COVERAGE = "train/pseudo_label_coverage"
 PSEUDO_LABEL_SHARE = "train/pseudo_label_share"  # one metric per class: .../<class name>
 
 # Wall-clock seconds of each epoch's training (CGDM's clustering included) and of its evaluation
-# passes and validators; checkpointing and Tune's bookkeeping are outside both.
+# passes, validators and DEV's feature pass; checkpointing and Tune's bookkeeping are outside both.
 TIME_TRAIN = "time/train_s"
 TIME_EVAL = "time/eval_s"
 
