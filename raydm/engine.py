@@ -171,6 +171,11 @@ def fit(
         pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
     torch.manual_seed(seed_for(train.seed, "init"))
     device = choose_device(config.resources.wants_gpu)
+    if device.type == "cuda":
+        # A reused trial process still holds its last trial's cached blocks: hand them back to
+        # the trials sharing the GPU, and measure this trial's peak from here.
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     method, transform, loader, source, target = _setup(config, data, pretrained, device)
     iterations = train.iters_per_epoch or max(1, len(data.source_train) // train.batch_size)
     total = iterations * train.epochs
@@ -276,6 +281,8 @@ def fit(
                 True,
             )
         epoch_metrics[m.TIME_EVAL] = time.perf_counter() - trained
+        if device.type == "cuda":
+            epoch_metrics[m.GPU_PEAK_MEMORY] = torch.cuda.max_memory_reserved(device) / 2**30
         if on_epoch is not None:
             dev_inputs = {
                 "source_val_features": val.features[dev_val_rows].half(),

@@ -30,6 +30,9 @@ PSEUDO_LABEL_SHARE = "train/pseudo_label_share"  # one metric per class: .../<cl
 # passes, validators and DEV's feature pass; checkpointing and Tune's bookkeeping are outside both.
 TIME_TRAIN = "time/train_s"
 TIME_EVAL = "time/eval_s"
+# On a GPU: the most memory the trial's process has reserved on it so far (torch's caching
+# allocator keeps what it reserves, so this is what trials sharing the GPU cannot use), in GiB.
+GPU_PEAK_MEMORY = "gpu/peak_reserved_gib"
 
 # best/<metric>: the best value of the selection metric a trial has reached so far.
 BEST_PREFIX = "best/"
@@ -49,4 +52,4 @@ SELECTABLE = {
 
 def is_reported(name: str) -> bool:
     """Whether ``name`` is one of raydm's own per-epoch metrics (not Tune's bookkeeping)."""
-    return name.startswith(("train/", "val/", "oracle/", "time/", BEST_PREFIX))
+    return name.startswith(("train/", "val/", "oracle/", "time/", "gpu/", BEST_PREFIX))

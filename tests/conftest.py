@@ -32,8 +32,10 @@ def model_inputs(config, raw: torch.Tensor) -> torch.Tensor:
 
 
 def learned(metrics: dict[str, float]) -> dict[str, float]:
-    """``metrics`` without the wall-clock timings, which no two runs share."""
-    return {name: value for name, value in metrics.items() if not name.startswith("time/")}
+    """``metrics`` without the wall-clock timings and GPU memory, which no two runs share."""
+    return {
+        name: value for name, value in metrics.items() if not name.startswith(("time/", "gpu/"))
+    }
 
 
 def tune_ok(space, name: str, storage) -> str:

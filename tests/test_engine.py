@@ -52,6 +52,7 @@ def test_every_epoch_reports_losses_lr_accuracies_and_validators(moons):
         m.TARGET_ACC,
     ):
         assert name in reported[-1], name
+    assert m.GPU_PEAK_MEMORY not in reported[-1]  # on a CPU there is no GPU memory to report
     lambdas = [r["train/lambda"] for r in reported]
     assert lambdas == sorted(lambdas) and 0 < lambdas[0] < lambdas[-1] <= 1
     # The ramp spans the PLANNED iterations (3 epochs of 15): by the last epoch p is past 2/3,
@@ -63,6 +64,7 @@ def test_every_epoch_reports_losses_lr_accuracies_and_validators(moons):
     assert lrs[-1] == pytest.approx(learning_rate(44 / 45, config.train.lr, "inverse", 10, 0.75))
     for name in m.VALIDATORS:
         assert name in reported[-1], name
+    assert m.GPU_PEAK_MEMORY not in reported[-1]  # on a CPU there is no GPU memory to report
     last = reported[-1]
     assert -math.log(2) <= last[m.NEG_ENTROPY] <= 0  # two classes
     assert 0 <= last[m.IM] <= math.log(2) + 1e-9
