@@ -62,7 +62,7 @@ def main() -> None:
         train = [epoch[m.TIME_TRAIN] for epoch in epochs]
         evaluation = [epoch[m.TIME_EVAL] for epoch in epochs]
         size = len(pair.source_train)
-        iterations = max(1, size // batch)  # engine.fit's epoch without train.iters_per_epoch
+        iterations = engine.iterations_per_epoch(run, pair)
         print(
             f"| {size} | {batch} | {iterations} | {_spread(train)} "
             f"| {1000 * statistics.median(train) / iterations:.0f} | {_spread(evaluation)} |",

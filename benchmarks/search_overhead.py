@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from raydm import metrics as m
 from raydm.report import TRIAL_ID, load_experiment
 
@@ -101,15 +103,15 @@ def _slot_idle(histories, start: float, end: float, cores: int) -> dict[str, flo
     reported = histories["timestamp"] + 0.5
     trials = histories.assign(began=reported - histories["time_total_s"], ended=reported)
     spans = trials.groupby(TRIAL_ID).agg(began=("began", "min"), ended=("ended", "max"))
-    first, last = spans["began"].min(), spans["ended"].max()
+    began, ended = spans["began"].to_numpy()[:, None], spans["ended"].to_numpy()[:, None]
     step = 0.05
-    idle = {"startup": 0.0, "during": 0.0, "end": 0.0}
-    for tick in range(int((end - start) / step)):
-        now = start + (tick + 0.5) * step
-        running = int(((spans["began"] <= now) & (now < spans["ended"])).sum())
-        phase = "startup" if now < first else "end" if now >= last else "during"
-        idle[phase] += max(0, cores - running) * step
-    return idle
+    now = start + (np.arange(int((end - start) / step)) + 0.5) * step
+    free = np.maximum(0, cores - ((began <= now) & (now < ended)).sum(0)) * step
+    return {
+        "startup": free[now < began.min()].sum(),
+        "during": free[(now >= began.min()) & (now < ended.max())].sum(),
+        "end": free[now >= ended.max()].sum(),
+    }
 
 
 def _cpu_jiffies() -> tuple[int, int]:

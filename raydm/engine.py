@@ -149,6 +149,12 @@ def pseudo_label_stats(pseudo_labels: torch.Tensor, data: DomainPair) -> dict[st
     return stats
 
 
+def iterations_per_epoch(config: ExperimentConfig, data: DomainPair) -> int:
+    """``train.iters_per_epoch``, or one pass over the source training split."""
+    train = config.train
+    return train.iters_per_epoch or max(1, len(data.source_train) // train.batch_size)
+
+
 def fit(
     config: ExperimentConfig,
     data: DomainPair,
@@ -177,7 +183,7 @@ def fit(
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     method, transform, loader, source, target = _setup(config, data, pretrained, device)
-    iterations = train.iters_per_epoch or max(1, len(data.source_train) // train.batch_size)
+    iterations = iterations_per_epoch(config, data)
     total = iterations * train.epochs
     first_epoch = 0
     if resume_from is not None:
@@ -205,8 +211,12 @@ def fit(
     dev_source_train = _seeded_subset(
         data.source_train, DEV_SAMPLES, seed_for(train.seed, "dev-source_train")
     )
-    dev_val_rows = _seeded_rows(len(data.source_val), seed_for(train.seed, "dev-source_val"))
-    dev_target_rows = _seeded_rows(len(validation_targets), seed_for(train.seed, "dev-target"))
+    dev_val_rows = _seeded_rows(
+        len(data.source_val), DEV_SAMPLES, seed_for(train.seed, "dev-source_val")
+    )
+    dev_target_rows = _seeded_rows(
+        len(validation_targets), DEV_SAMPLES, seed_for(train.seed, "dev-target")
+    )
 
     epoch_metrics: dict[str, float] = {}
     method.train()
@@ -280,16 +290,16 @@ def fit(
                 transform,
                 True,
             )
-        epoch_metrics[m.TIME_EVAL] = time.perf_counter() - trained
-        if device.type == "cuda":
-            epoch_metrics[m.GPU_PEAK_MEMORY] = torch.cuda.max_memory_reserved(device) / 2**30
-        if on_epoch is not None:
             dev_inputs = {
                 "source_val_features": val.features[dev_val_rows].half(),
                 "source_val_losses": val_losses[dev_val_rows],
                 "source_train_features": source_train.features.half(),
                 "target_features": unlabelled.features[dev_target_rows].half(),
             }
+        epoch_metrics[m.TIME_EVAL] = time.perf_counter() - trained
+        if device.type == "cuda":
+            epoch_metrics[m.GPU_PEAK_MEMORY] = torch.cuda.max_memory_reserved(device) / 2**30
+        if on_epoch is not None:
             state = {
                 "model": method.state_dict(),
                 "optimizers": [opt.state_dict() for opt in method.optimizers()],
@@ -312,7 +322,7 @@ DEV_SAMPLES = 1000
 DEV_INPUTS = "dev_inputs"  # key of those features in the epoch state
 
 
-def _seeded_rows(size: int, seed: int, count: int = DEV_SAMPLES) -> torch.Tensor:
+def _seeded_rows(size: int, count: int, seed: int) -> torch.Tensor:
     """``count`` of ``range(size)`` (all if fewer), drawn by ``seed``, in order."""
     if size <= count:
         return torch.arange(size)
@@ -321,7 +331,7 @@ def _seeded_rows(size: int, seed: int, count: int = DEV_SAMPLES) -> torch.Tensor
 
 
 def _seeded_subset(part, count: int, seed: int):
-    return part if len(part) <= count else part.subset(_seeded_rows(len(part), seed, count))
+    return part if len(part) <= count else part.subset(_seeded_rows(len(part), count, seed))
 
 
 def _train_step(
