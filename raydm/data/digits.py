@@ -12,8 +12,6 @@ blur mismatch dominates the gap (source-only near 17% instead of about 46%, ../s
 
 from __future__ import annotations
 
-import logging
-import random
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,12 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raydm.data.samples import DomainSamples, LabelledSet, seed_for
+from raydm.data.samples import DomainSamples, LabelledSet, cached, fit_images, seed_for
 
 if TYPE_CHECKING:
     from raydm.config import DataConfig
 
-log = logging.getLogger(__name__)
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SIZE = 32
 # Bump when the rendering changes, so stale caches are not reused.
@@ -41,33 +38,31 @@ def build_handwritten(config: DataConfig) -> DomainSamples:
 
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    images = F.interpolate(images, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    size = (config.image_size, config.image_size)
+    images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
     return DomainSamples(
-        train=LabelledSet(_to_uint8(images), torch.tensor(digits.target, dtype=torch.int64)),
+        train=LabelledSet(
+            fit_images(_to_uint8(images), config), torch.tensor(digits.target, dtype=torch.int64)
+        ),
         test=None,
         class_names=CLASS_NAMES,
     )
 
 
 def build_printed(config: DataConfig) -> DomainSamples:
-    cache_file = (
+    path = (
         config.root_path
         / "digits_printed"
         / f"v{RENDER_VERSION}-n{config.printed_per_class}-seed{config.seed}.pt"
     )
-    if cache_file.exists():
-        images, labels = torch.load(cache_file)
-    else:
-        count = 10 * config.printed_per_class
-        log.info(
-            "rendering %d printed digits into %s (once; later runs reuse them)", count, cache_file
-        )
-        images, labels = render_printed_digits(config.printed_per_class, config.seed)
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_suffix(f".tmp{random.getrandbits(32)}")
-        torch.save((images, labels), partial)
-        partial.replace(cache_file)  # atomic: concurrent builders never read half a file
-    return DomainSamples(LabelledSet(images, labels), test=None, class_names=CLASS_NAMES)
+    images, labels = cached(
+        path,
+        lambda: render_printed_digits(config.printed_per_class, config.seed),
+        f"{10 * config.printed_per_class} printed digits",
+    )
+    return DomainSamples(
+        LabelledSet(fit_images(images, config), labels), test=None, class_names=CLASS_NAMES
+    )
 
 
 def render_printed_digits(per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,3 +72,23 @@ def seed_for(seed: int, purpose: str) -> int:
     """A seed per purpose, so that adding a random draw elsewhere does not shift this one."""
     digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+def cached(path: Path, build: Callable[[], Any], what: str) -> Any:
+    """The tensors saved at ``path``, or ``build()``'s, saved there first.
+
+    The file is written under a temporary name and renamed, so builders running at once
+    (trials on one machine) never read half a file.
+    """
+    if path.exists():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - torch raises many kinds for a broken file
+            log.warning("rebuilding %s: %s is unreadable (%s)", what, path, err)
+    log.info("building %s into %s (once; later runs reuse it)", what, path)
+    built = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".tmp{random.getrandbits(32)}")
+    torch.save(built, partial)
+    partial.replace(path)
+    return built

@@ -34,6 +34,11 @@ class DANNArgs(MethodArgs):
     )
     discriminator_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the classifier.")
     discriminator_lr_mult: float = Field(1.0, gt=0, description="lr multiplier of the classifier.")
+    domain_passes: Literal["joint", "separate"] = Field(
+        "joint",
+        description="joint: one backbone pass over source + target, so batch norm normalises "
+        "the mixed batch; separate: one pass per domain, each normalised by its own statistics.",
+    )
 
 
 def adaptation_weight(progress: float, lambda_max: float, gamma: float) -> float:
@@ -87,8 +92,10 @@ class DANN(SourceOnly):
         lam = self.args.lambda_max
         if self.args.lambda_schedule == "ramp":
             lam = adaptation_weight(progress, self.args.lambda_max, self.args.gamma)
-        # One forward over both domains: batch-norm layers see the mixed batch, as in the paper.
-        features = self.backbone(torch.cat([source, target]))
+        if self.args.domain_passes == "joint":
+            features = self.backbone(torch.cat([source, target]))
+        else:
+            features = torch.cat([self.backbone(source), self.backbone(target)])
         logits = self.head(features[: len(source)])
         loss_cls = F.cross_entropy(logits, labels)
         domain_logits = self.discriminator(reverse_gradient(features, lam)).squeeze(1)
