@@ -41,7 +41,7 @@ from raydm.data import load_domain_pair
 from raydm.data.pipeline import Loader, TrainBatches, Transform
 from raydm.engine import build_method, keep_freed_memory, place
 
-SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann.yaml"
+SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann_printed.yaml"
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
     python benchmarks/epoch_cost.py --repeats 3
 
-One epoch of ``search_spaces/dann.yaml`` (LeNet, the offline digits pair) per setting, in this
+One epoch of ``search_spaces/dann_printed.yaml`` (LeNet, the offline digits pair) per setting, in this
 process, on ``--threads`` torch threads: the first ``--sizes`` source training images with a
 batch of 64, then all of them with each of ``--batch-sizes``. An epoch is one pass over the
 source set (source images / batch size iterations, each with as many target images). Prints the
@@ -24,7 +24,7 @@ from raydm import metrics as m
 from raydm.config import load_config
 from raydm.data import DomainPair, load_domain_pair
 
-SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann.yaml"
+SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann_printed.yaml"
 
 
 def main() -> None:

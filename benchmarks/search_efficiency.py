@@ -3,7 +3,7 @@
     python benchmarks/search_efficiency.py --seeds 0 1 2 --iters 20 \
         --set search.num_samples=8 train.epochs=4 search.scheduler.grace_period=1
 
-For each searcher seed, two searches of ``search_spaces/dann.yaml`` with the same trials'
+For each searcher seed, two searches of ``search_spaces/dann_printed.yaml`` with the same trials'
 budget (the space's ``num_samples`` trials of up to ``train.epochs`` epochs each) and the same
 training seed:
 
@@ -33,7 +33,7 @@ import pandas as pd
 from raydm import metrics as m
 from raydm.report import TRIAL_ID, load_experiment
 
-SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann.yaml"
+SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann_printed.yaml"
 METHODS = {
     "random": ["search.searcher.sampler=random", "search.scheduler.type=fifo"],
     "asha_tpe": [],

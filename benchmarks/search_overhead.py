@@ -4,7 +4,7 @@
     python benchmarks/search_overhead.py --num-samples 4 8 16     # wall time against trials
 
 Runs ``raydm tune`` as a user would (its own process, Ray started and stopped by it) on
-``search_spaces/dann.yaml`` with short trials (``--epochs`` of ``--iters`` iterations, ASHA as
+``search_spaces/dann_printed.yaml`` with short trials (``--epochs`` of ``--iters`` iterations, ASHA as
 in the space), on ``--cpus`` cores. Each trial reports, per epoch, the wall-clock seconds of its
 training steps (``time/train_s``) and of its evaluation passes and validators (``time/eval_s``).
 Their sums over all trials, divided by wall time x cores, are the shares of the machine spent
@@ -34,7 +34,7 @@ import numpy as np
 from raydm import metrics as m
 from raydm.report import TRIAL_ID, load_experiment
 
-SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann.yaml"
+SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann_printed.yaml"
 
 
 def main() -> None:

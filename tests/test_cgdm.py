@@ -176,7 +176,14 @@ def test_zero_rounds_is_the_assignment_to_the_initial_centroids():
 def digits_cgdm(data_root):
     config = load_config(
         SPACES / "cgdm.yaml",
-        [f"data.root={data_root}", "params={}", "data.printed_per_class=10"],
+        [
+            f"data.root={data_root}",
+            "params={}",
+            "data.source=digits_printed",
+            "data.target=digits_handwritten",
+            "data.image_channels=1",
+            "data.printed_per_class=10",
+        ],
     )
     data = load_domain_pair(config.data)
     torch.manual_seed(0)

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from raydm.cli import main
 from raydm.config import ConfigError, load_config
 from raydm.search_space import Choice, IntRange, LogUniform
+from tests.conftest import SPACES
 
 VALID = """
 method: dann
@@ -173,3 +174,16 @@ def test_fixed_config_round_trips_through_yaml(write_space, tmp_path):
     assert load_config(path) == fixed
     with pytest.raises(ValueError, match="no value for searched params: train.lr"):
         config.fixed({})
+
+
+def test_the_flagship_spaces_share_their_pair_and_the_baseline_its_network_and_budget():
+    """A table of DANN and CGDM against source-only compares methods, nothing else."""
+    dann, baseline, cgdm = (
+        load_config(SPACES / name) for name in ("dann.yaml", "source_only.yaml", "cgdm.yaml")
+    )
+    assert (dann.data.source, dann.data.target) == ("mnist_offline", "mnistm_offline")
+    assert dann.data == baseline.data == cgdm.data
+    assert dann.model == baseline.model and dann.train == baseline.train
+    assert dann.method_args.domain_passes == "separate"
+    # The lambda ramp and the lr schedule span the planned iterations, set explicitly.
+    assert dann.train.iters_per_epoch * dann.train.epochs == 1000

@@ -105,3 +105,36 @@ def test_source_only_never_looks_at_the_target(data_root):
     after = list(method.parameters())
     assert all(torch.isfinite(p).all() for p in after)
     assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize("passes", ["joint", "separate"])
+def test_domain_passes_choose_which_batch_statistics_normalise_the_source(data_root, passes):
+    """With batch norm in the backbone, joint passes normalise the source by the statistics of
+    source + target together, separate passes by the source's alone."""
+    config = load_config(
+        SPACES / "dann.yaml",
+        [
+            "params={}",
+            f"data.root={data_root}",
+            "data.source=digits_printed",
+            "data.target=digits_handwritten",
+            "data.printed_per_class=10",
+            "model.backbone_args.batch_norm=true",
+            f"method_args.domain_passes={passes}",
+        ],
+    )
+    data = load_domain_pair(config.data)
+    torch.manual_seed(0)
+    method = build_method(config, data)
+    source = model_inputs(config, data.source_train.inputs[:8])
+    target = model_inputs(config, data.target_train.inputs[:8]) * 3 + 1  # other statistics
+    labels = data.source_train.labels[:8]
+    method.optimizer.step = lambda: None  # weights stay as they were
+    stats = method.update(source, labels, target, torch.arange(8), progress=0.5)
+    with torch.no_grad():
+        alone = F.cross_entropy(method.head(method.backbone(source)), labels).item()
+        mixed = method.head(method.backbone(torch.cat([source, target]))[:8])
+        together = F.cross_entropy(mixed, labels).item()
+    assert abs(alone - together) > 1e-3
+    expected = alone if passes == "separate" else together
+    assert stats["train/loss_cls"] == pytest.approx(expected, rel=1e-5)

@@ -44,7 +44,7 @@ for _name, _domain in {
         "points", moons.build_moons_rotated, "moons rotated by data.moons_rotation degrees"
     ),
     "digits_printed": Domain(
-        "images", digits.build_printed, "digits rendered from TrueType fonts, 32x32 grey"
+        "images", digits.build_printed, "digits rendered from TrueType fonts (grey)"
     ),
     "digits_handwritten": Domain(
         "images", digits.build_handwritten, "scikit-learn's 1,797 handwritten digits, 8x8 upscaled"
