@@ -2,8 +2,8 @@
 
     python benchmarks/epoch_cost.py --repeats 3
 
-One epoch of ``search_spaces/dann_printed.yaml`` (LeNet, the offline digits pair) per setting, in this
-process, on ``--threads`` torch threads: the first ``--sizes`` source training images with a
+One epoch of ``search_spaces/dann_printed.yaml`` (LeNet, the printed digits pair) per setting, in
+this process, on ``--threads`` torch threads: the first ``--sizes`` source training images with a
 batch of 64, then all of them with each of ``--batch-sizes``. An epoch is one pass over the
 source set (source images / batch size iterations, each with as many target images). Prints the
 median over ``--repeats`` of the epoch's training seconds (``time/train_s``) and of its

@@ -4,9 +4,10 @@
     python benchmarks/search_overhead.py --num-samples 4 8 16     # wall time against trials
 
 Runs ``raydm tune`` as a user would (its own process, Ray started and stopped by it) on
-``search_spaces/dann_printed.yaml`` with short trials (``--epochs`` of ``--iters`` iterations, ASHA as
-in the space), on ``--cpus`` cores. Each trial reports, per epoch, the wall-clock seconds of its
-training steps (``time/train_s``) and of its evaluation passes and validators (``time/eval_s``).
+``search_spaces/dann_printed.yaml`` with short trials (``--epochs`` of ``--iters`` iterations,
+ASHA as in the space), on ``--cpus`` cores. Each trial reports, per epoch, the wall-clock seconds
+of its training steps (``time/train_s``) and of its evaluation passes and validators
+(``time/eval_s``).
 Their sums over all trials, divided by wall time x cores, are the shares of the machine spent
 training and evaluating. "In-trial other" is the rest of each trial's time from its start to
 its last report (setting up, writing and handing over checkpoints, reporting). The rest is
