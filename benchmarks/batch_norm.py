@@ -132,7 +132,7 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
         rows = [(arm, plain)] + ([(f"{arm} + AdaBN", adabn)] if with_adabn else [])
         for name, values in rows:
-            sd = statistics.pstdev(values) if len(values) > 1 else 0.0
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
             print(
                 f"| {name} | {statistics.mean(values):.3f} ± {sd:.3f} | "
                 f"{', '.join(f'{v:.3f}' for v in values)} | {statistics.median(seconds):.0f} |",
