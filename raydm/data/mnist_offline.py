@@ -117,7 +117,8 @@ def halves(labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]
         members = members[torch.randperm(len(members), generator=generator)]
         first.append(members[: len(members) // 2])
         second.append(members[len(members) // 2 :])
-    # Interleave the classes, so that any prefix of a domain holds every class.
+    # Shuffle the classes together: a domain ordered by class would give probes and subsets
+    # (DomainPair.first) a single class.
     order = [
         torch.cat(part)[torch.randperm(sum(map(len, part)), generator=generator)]
         for part in (first, second)
