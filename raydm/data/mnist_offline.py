@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,6 @@ from raydm.data.samples import DomainSamples, LabelledSet, cached, fit_images, s
 if TYPE_CHECKING:
     from raydm.config import DataConfig
 
-log = logging.getLogger(__name__)
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SIZE = 28
 # Bump when the split, the blend or the photo pool changes, so stale caches are not reused.
@@ -46,13 +44,9 @@ PHOTOS = (
 INSTALL = {"sklearn": "scikit-learn", "skimage": "scikit-image"}
 
 
-def build_mnist_offline(config: DataConfig) -> DomainSamples:
-    images, labels = _built(config)["mnist"]
-    return DomainSamples(LabelledSet(fit_images(images, config), labels), None, CLASS_NAMES)
-
-
-def build_mnistm_offline(config: DataConfig) -> DomainSamples:
-    images, labels = _built(config)["mnistm"]
+def build(domain: str, config: DataConfig) -> DomainSamples:
+    """``domain`` ("mnist" or "mnistm") of the cached build, at the config's image format."""
+    images, labels = _built(config)[domain]
     return DomainSamples(LabelledSet(fit_images(images, config), labels), None, CLASS_NAMES)
 
 
