@@ -26,6 +26,14 @@ VALIDATOR_SUMMARIES = {
     m.BNM: "nuclear norm of the target softmax matrix / N (Cui et al. 2020)",
     m.SND: "soft neighbourhood density, tau 0.05 (Saito et al. 2021)",
     m.CLASS_AMI: "AMI of k-means on target features vs predictions (Musgrave et al. 2022)",
+    m.MIXVAL_INTRA: "accuracy on mixes of target pairs predicted alike (MixVal, Hu et al. 2023)",
+    m.MIXVAL_INTER: "accuracy on mixes of target pairs predicted apart (MixVal, Hu et al. 2023)",
+    m.MIXVAL: "mean of MixVal's intra and inter accuracies",
+    m.IWCV: "minus the importance-weighted source validation loss (Sugiyama et al. 2007)",
+    m.DEV: "minus IWCV with DEV's control variate (You et al. 2019)",
+    m.DEVN: "minus IWCV with weights / max, shifted to mean 1 (DEVN, pytorch-adapt)",
+    m.SOURCE_VAL_LOSS: "cross-entropy on the source validation split (lower is better)",
+    m.ENSV: "final pick only: agreement with all candidates' ensemble (EnsV, Hu et al. 2024)",
 }
 
 
@@ -61,7 +69,7 @@ def describe(kind: str) -> list[str]:
         ]
         return lines
     if kind == "validators":
-        return [f"{name}  {VALIDATOR_SUMMARIES[name]}" for name in m.VALIDATORS]
+        return [f"{name}  {VALIDATOR_SUMMARIES[name]}" for name in m.LABEL_FREE]
     raise ValueError(f"unknown kind {kind!r}; choose one of: {', '.join(KINDS)}")
 
 

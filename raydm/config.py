@@ -25,7 +25,7 @@ from pydantic import (
 from raydm.backbones import BACKBONES
 from raydm.data import absolute_domain, find_domain
 from raydm.methods import METHODS
-from raydm.metrics import SELECTABLE
+from raydm.metrics import ENSV, SELECTABLE, SELECTORS
 from raydm.registry import Registry
 from raydm.search_space import Distribution, parse_param
 
@@ -214,6 +214,12 @@ class SchedulerConfig(Section):
 class SearchConfig(Section):
     metric: str = Field("val/source_acc", description="Reported metric that ranks trials.")
     mode: Literal["max", "min"] = Field("max", description="Whether the metric is maximised.")
+    select: str | None = Field(
+        None,
+        description="What the final pick ranks every (trial, epoch) of the search by: a "
+        f"reported metric, or {ENSV} (agreement with the ensemble of all of them); default: "
+        "metric. metric still steers TPE and ASHA while the search runs.",
+    )
     allow_oracle: bool = Field(
         False, description="Permit selecting on oracle/* metrics, which use target labels."
     )
@@ -235,13 +241,21 @@ class SearchConfig(Section):
             raise ValueError(f"unknown metric {name!r}; choose one of: {', '.join(SELECTABLE)}")
         return name
 
+    @field_validator("select")
+    @classmethod
+    def _known_selector(cls, name: str | None) -> str | None:
+        if name is not None and name not in SELECTORS:
+            raise ValueError(f"unknown selector {name!r}; choose one of: {', '.join(SELECTORS)}")
+        return name
+
     @model_validator(mode="after")
     def _oracle_needs_consent(self) -> SearchConfig:
-        if self.metric.startswith("oracle/") and not self.allow_oracle:
-            raise ValueError(
-                f"{self.metric} uses target labels, which real UDA does not have; "
-                "choose a label-free metric or set search.allow_oracle: true"
-            )
+        for name in (self.metric, self.select or ""):
+            if name.startswith("oracle/") and not self.allow_oracle:
+                raise ValueError(
+                    f"{name} uses target labels, which real UDA does not have; "
+                    "choose a label-free metric or set search.allow_oracle: true"
+                )
         return self
 
 

@@ -105,17 +105,23 @@ def outputs(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     transform: Transform,
     keep_features: bool = False,
+    mixval: validators.MixVal | None = None,
 ) -> Outputs:
-    """One evaluation pass of ``method`` over (raw inputs, labels) batches."""
+    """One evaluation pass of ``method`` over (raw inputs, labels) batches; with ``mixval``,
+    each batch's mixes are scored too, on the inputs already prepared for the pass."""
     was_training = method.training
     method.eval()
     logits, labels, features = [], [], []
     for inputs, batch_labels in batches:
-        batch_features = method.backbone(transform.evaluation(inputs))
-        logits.append(method.classify(batch_features).float().cpu())
+        prepared = transform.evaluation(inputs)
+        batch_features = method.backbone(prepared)
+        batch_logits = method.classify(batch_features)
+        logits.append(batch_logits.float().cpu())
         labels.append(batch_labels.cpu())
         if keep_features:
             features.append(batch_features.flatten(1).cpu())
+        if mixval is not None:
+            mixval.add(lambda x: method.classify(method.backbone(x)), prepared, batch_logits)
     method.train(was_training)
     return Outputs(torch.cat(logits), torch.cat(labels), torch.cat(features) if features else None)
 
@@ -204,18 +210,17 @@ def fit(
     validation_targets = _seeded_subset(
         data.target_train, train.validation_samples, seed_for(train.seed, "validation-subset")
     )
-    # DEV (You et al. 2019) is too costly for every ASHA rung: the features it needs are kept
-    # with each checkpoint, for `raydm report` to score the top trials afterwards. Source
-    # validation and target features come from the evaluation passes; only a sample of the
-    # source training split needs a pass of its own.
-    dev_source_train = _seeded_subset(
-        data.source_train, DEV_SAMPLES, seed_for(train.seed, "dev-source_train")
+    # The importance-weighted validators (IWCV, DEV, DEVN) train their domain classifier on
+    # seeded samples of the source training split, the source validation split and that
+    # target subset; the source training sample needs an evaluation pass of its own.
+    source_train_sample = _seeded_subset(
+        data.source_train, IMPORTANCE_SAMPLES, seed_for(train.seed, "dev-source_train")
     )
-    dev_val_rows = _seeded_rows(
-        len(data.source_val), DEV_SAMPLES, seed_for(train.seed, "dev-source_val")
+    source_val_rows = _seeded_rows(
+        len(data.source_val), IMPORTANCE_SAMPLES, seed_for(train.seed, "dev-source_val")
     )
-    dev_target_rows = _seeded_rows(
-        len(validation_targets), DEV_SAMPLES, seed_for(train.seed, "dev-target")
+    target_rows = _seeded_rows(
+        len(validation_targets), IMPORTANCE_SAMPLES, seed_for(train.seed, "dev-target")
     )
 
     epoch_metrics: dict[str, float] = {}
@@ -250,27 +255,47 @@ def fit(
             method,
             pipeline.evaluation_batches(data.source_val, batch_size, loader),
             transform,
-            keep_features=on_epoch is not None,  # for DEV's inputs, handed to on_epoch only
+            keep_features=True,
         )
         test = outputs(
             method, pipeline.evaluation_batches(data.target_test, batch_size, loader), transform
         )
-        # Only the target's inputs are used here: its labels never reach a validator.
+        # Only the target's inputs are used here: its labels never reach a validator. The
+        # same seed each epoch pairs the same inputs for MixVal, so its epochs are comparable.
+        mixval = validators.MixVal(seed=seed_for(train.seed, "mixval"))
         unlabelled = outputs(
             method,
             pipeline.evaluation_batches(validation_targets, batch_size, loader),
             transform,
-            True,
+            keep_features=True,
+            mixval=mixval,
         )
+        source_train = outputs(
+            method,
+            pipeline.evaluation_batches(source_train_sample, batch_size, loader),
+            transform,
+            keep_features=True,
+        )
+        target_probabilities = unlabelled.logits.softmax(1)
         epoch_metrics.update(
             validators.target_validators(
-                unlabelled.logits.softmax(1),
+                target_probabilities,
                 unlabelled.features,
                 data.num_classes,
                 seed=seed_for(train.seed, "validators"),
             )
         )
+        epoch_metrics.update(mixval.scores())
         val_losses = val.losses()
+        epoch_metrics.update(
+            validators.importance_weighted_scores(
+                val.features[source_val_rows],
+                val_losses[source_val_rows],
+                source_train.features,
+                unlabelled.features[target_rows],
+                seed=seed_for(train.seed, "validators"),
+            )
+        )
         epoch_metrics.update(
             {
                 m.SOURCE_VAL_ACC: val.accuracy(),
@@ -283,19 +308,6 @@ def fit(
                 m.EPOCHS_PLANNED: train.epochs,
             }
         )
-        if on_epoch is not None:
-            source_train = outputs(
-                method,
-                pipeline.evaluation_batches(dev_source_train, batch_size, loader),
-                transform,
-                True,
-            )
-            dev_inputs = {
-                "source_val_features": val.features[dev_val_rows].half(),
-                "source_val_losses": val_losses[dev_val_rows],
-                "source_train_features": source_train.features.half(),
-                "target_features": unlabelled.features[dev_target_rows].half(),
-            }
         epoch_metrics[m.TIME_EVAL] = time.perf_counter() - trained
         if device.type == "cuda":
             epoch_metrics[m.GPU_PEAK_MEMORY] = torch.cuda.max_memory_reserved(device) / 2**30
@@ -308,7 +320,8 @@ def fit(
                 "augment_rng": transform.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "epoch": epoch + 1,
-                DEV_INPUTS: dev_inputs,
+                # For EnsV, which scores every (trial, epoch) of a search after it ends.
+                TARGET_SOFTMAX: target_probabilities.half(),
             }
             on_epoch(epoch + 1, epoch_metrics, state)
     source.close()
@@ -316,10 +329,10 @@ def fit(
     return epoch_metrics
 
 
-# Samples per part whose features are saved for DEV: enough for its domain classifier,
-# small enough (float16) to checkpoint every epoch.
-DEV_SAMPLES = 1000
-DEV_INPUTS = "dev_inputs"  # key of those features in the epoch state
+# Samples per domain the importance-weighted validators' domain classifier sees each epoch.
+IMPORTANCE_SAMPLES = 1000
+# Key of the epoch's softmax on the validation target subset in the epoch state (float16).
+TARGET_SOFTMAX = "target_softmax"
 
 
 def _seeded_rows(size: int, count: int, seed: int) -> torch.Tensor:

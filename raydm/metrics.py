@@ -20,7 +20,31 @@ IM = "val/im"
 BNM = "val/bnm"
 SND = "val/snd"
 CLASS_AMI = "val/class_ami"
-VALIDATORS = (SOURCE_VAL_ACC, SOURCE_VAL_MACRO_ACC, NEG_ENTROPY, IM, BNM, SND, CLASS_AMI)
+# MixVal (Hu et al. 2023): accuracy on mixes of target pairs the model puts in the same class
+# (intra), in different classes (inter), and the mean of the two.
+MIXVAL_INTRA = "val/mixval_intra"
+MIXVAL_INTER = "val/mixval_inter"
+MIXVAL = "val/mixval"
+# Minus importance-weighted source validation losses, weighted by a fresh domain classifier's
+# density ratios: IWCV (plain weights), DEV (with a control variate), DEVN (normalised weights).
+IWCV = "val/iwcv"
+DEV = "val/dev"
+DEVN = "val/devn"
+VALIDATORS = (
+    SOURCE_VAL_ACC,
+    SOURCE_VAL_MACRO_ACC,
+    NEG_ENTROPY,
+    IM,
+    BNM,
+    SND,
+    CLASS_AMI,
+    MIXVAL_INTRA,
+    MIXVAL_INTER,
+    MIXVAL,
+    IWCV,
+    DEV,
+    DEVN,
+)
 TARGET_ACC = "oracle/target_acc"
 PSEUDO_LABEL_ACC = "oracle/pseudo_label_acc"
 PSEUDO_LABEL_COVERAGE = "train/pseudo_label_coverage"
@@ -48,6 +72,12 @@ SELECTABLE = {
     SOURCE_VAL_LOSS: "min",
     TARGET_ACC: "max",
 }
+
+# What a search's final pick may rank by (search.select): any selectable metric, or EnsV, which
+# scores every (trial, epoch) point by its agreement with the ensemble of all (raydm.selection).
+ENSV = "ensv"
+SELECTORS = (*SELECTABLE, ENSV)
+LABEL_FREE = (*VALIDATORS, SOURCE_VAL_LOSS, ENSV)  # every selector that needs no target label
 
 
 def is_reported(name: str) -> bool:

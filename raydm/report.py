@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from raydm import metrics as m
+from raydm import selection
 from raydm.config import ConfigError, ExperimentConfig, load_config
 from raydm.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
 from raydm.validators import rank_correlations
@@ -52,9 +52,6 @@ STATUS_COLOURS = {
     "failed": "tab:red",
     "unstarted": "tab:gray",
 }
-DEV_TOP_K = 5  # trials DEV scores after a search
-DEV_FILE = "dev_inputs.pt"  # features and losses raydm.trainable saves with each checkpoint
-DEV_GLOB = f"checkpoint_*/{DEV_FILE}"
 MIN_IMPORTANCE_PARAMS = 2
 MIN_IMPORTANCE_TRIALS = 3
 
@@ -213,94 +210,68 @@ def _drop_repeated_epochs(histories: pd.DataFrame) -> pd.DataFrame:
 # --- analysis -----------------------------------------------------------------------------
 
 
-def validator_table(experiment: Experiment) -> list[dict[str, Any]]:
-    """One row per validator of ``m.VALIDATORS`` that the trials reported.
+def scored_points(experiment: Experiment) -> pd.DataFrame:
+    """Every (trial, epoch) point of the trials that did not fail (the final pick's candidates),
+    with what each reported and, in column ``m.ENSV``, EnsV's agreement of the point with the
+    ensemble of all points whose checkpoint kept its target softmax (nan for the others)."""
+    eligible = {
+        row[TRIAL_ID] for row in experiment.results if row.get("status") in ("completed", "stopped")
+    }
+    points = selection.candidates(experiment.histories, eligible)
+    softmaxes = {}
+    trial_ids = [row[TRIAL_ID] for row in experiment.results]
+    for directory in (experiment.path or Path("/nonexistent")).glob(f"{TRIAL_DIR_PREFIX}*"):
+        checkpoints = sorted(directory.glob("checkpoint_*"))
+        if checkpoints:
+            trial_id = _trial_id_of(directory.name, trial_ids)
+            softmaxes.update(selection.read_softmaxes(checkpoints[-1], trial_id))
+    order = list(zip(points[TRIAL_ID].astype(str), points[m.EPOCH].astype(int), strict=True))
+    scores = selection.ensv_scores(
+        {point: softmaxes[point] for point in order if point in softmaxes}
+    )
+    return points.assign(**{m.ENSV: [scores.get(point, math.nan) for point in order]})
 
-    ``picked_*``: the (trial, epoch) point with the highest validator value over all epochs of
-    all trials (NaN reports ignored; the first of equal values), and the oracle accuracy
-    there (nan if not reported). ``spearman`` and ``weighted_spearman``
-    (``raydm.validators.rank_correlations``) compare the validator with the oracle accuracy
-    over the ``points`` (trial, epoch) reports that have both.
+
+def validator_table(experiment: Experiment) -> list[dict[str, Any]]:
+    """One row per label-free criterion (``m.LABEL_FREE``) that has a value at some
+    candidate point (``scored_points``).
+
+    ``picked_*``: the (trial, epoch) point the criterion picks (``raydm.selection``: its best
+    value over every epoch of every trial that did not fail, the first of equal values), and the
+    oracle accuracy there (nan if not reported). ``spearman`` and ``weighted_spearman``
+    (``raydm.validators.rank_correlations``) compare the criterion, signed so that higher is
+    better, with the oracle accuracy over the ``points`` that have both.
     """
-    histories = experiment.histories
+    points = scored_points(experiment)
     oracle = (
-        pd.to_numeric(histories[m.TARGET_ACC], errors="coerce")
-        if m.TARGET_ACC in histories
-        else pd.Series(math.nan, index=histories.index, dtype=float)
+        pd.to_numeric(points[m.TARGET_ACC], errors="coerce")
+        if m.TARGET_ACC in points
+        else pd.Series(math.nan, index=points.index, dtype=float)
     )
     rows = []
-    for name in m.VALIDATORS:
-        if name not in histories:
+    for name in m.LABEL_FREE:
+        pick = selection.by_metric(points, name, m.SELECTABLE.get(name, "max"))
+        if pick is None:
             continue
-        values = pd.to_numeric(histories[name], errors="coerce")
-        values = values[np.isfinite(values)]
-        if values.empty:
-            continue
-        picked = values.idxmax()
-        both = np.isfinite(values) & np.isfinite(oracle.loc[values.index])
-        pairs = values.index[both]
+        sign = -1.0 if m.SELECTABLE.get(name) == "min" else 1.0
+        values = sign * pd.to_numeric(points[name], errors="coerce")
+        both = np.isfinite(values) & np.isfinite(oracle)
         correlations = rank_correlations(
-            np.array(values.loc[pairs], dtype=float), np.array(oracle.loc[pairs], dtype=float)
+            np.array(values[both], dtype=float), np.array(oracle[both], dtype=float)
         )
-        epoch = histories.at[picked, m.EPOCH] if m.EPOCH in histories else math.nan
+        at_pick = (points[TRIAL_ID] == pick.trial_id) & (points[m.EPOCH] == pick.epoch)
         rows.append(
             {
                 "validator": name,
-                "picked_trial": str(histories.at[picked, TRIAL_ID]),
-                "picked_epoch": int(epoch) if _finite(epoch) else None,
-                "picked_oracle_acc": float(oracle.loc[picked]),
+                "picked_trial": pick.trial_id,
+                "picked_epoch": pick.epoch,
+                "picked_oracle_acc": float(oracle[at_pick].iloc[0]),
                 "spearman": float(correlations["spearman"]),
                 "weighted_spearman": float(correlations["weighted_spearman"]),
-                "points": int(len(pairs)),
+                "points": int(both.sum()),
             }
         )
     return rows
-
-
-def dev_table(experiment: Experiment, top_k: int = DEV_TOP_K) -> list[dict[str, Any]]:
-    """DEV (You et al. 2019) of the ``top_k`` trials by the selection metric, at their last
-    checkpoint, best first: {"trial_id", "epoch", "neg_dev", "oracle_acc"}.
-
-    Computed here, after the search, from the features each checkpoint keeps: its domain
-    classifier is too costly to train at every ASHA rung.
-    """
-    from raydm import validators
-
-    directories = {
-        _trial_id_of(directory.name, [row[TRIAL_ID] for row in experiment.results]): directory
-        for directory in (experiment.path or Path()).glob(f"{TRIAL_DIR_PREFIX}*")
-    }
-    ranked = [
-        row
-        for row in experiment.results
-        if row.get("status") in ("completed", "stopped")
-        and _finite(row.get(f"best:{experiment.metric}"))
-    ]
-    rows = []
-    for row in ranked[:top_k]:
-        trial_id = row[TRIAL_ID]
-        saved = sorted((directories.get(trial_id) or Path("/nonexistent")).glob(DEV_GLOB))
-        if not saved:
-            continue
-        inputs = torch.load(saved[-1], map_location="cpu", weights_only=True)
-        score = validators.dev_risk(
-            inputs["source_val_features"].float(),
-            inputs["source_val_losses"],
-            inputs["source_train_features"].float(),
-            inputs["target_features"].float(),
-        )
-        history = experiment.histories[experiment.histories[TRIAL_ID] == trial_id]
-        history = history[history[m.TARGET_ACC].notna()] if m.TARGET_ACC in history else history
-        last = history.iloc[-1] if len(history) else {}
-        rows.append(
-            {
-                "trial_id": trial_id,
-                "epoch": int(last.get(m.EPOCH, 0)) if len(history) else 0,
-                "neg_dev": score,
-                "oracle_acc": float(last.get(m.TARGET_ACC, math.nan)) if len(history) else math.nan,
-            }
-        )
-    return sorted(rows, key=lambda r: r["neg_dev"], reverse=True)
 
 
 def param_importances(experiment: Experiment) -> dict[str, float]:
@@ -441,25 +412,6 @@ def render_text(experiment: Experiment) -> str:
         for row in table
     ]
     lines += format_table(headers, rows)
-    dev = dev_table(experiment)
-    if dev:
-        lines.append("")
-        lines.append(
-            f"DEV (post hoc: the top {len(dev)} trials by {metric} at their last checkpoint; "
-            "higher -DEV is better)"
-        )
-        lines += format_table(
-            ["trial", "epoch", "-DEV", m.TARGET_ACC],
-            [
-                [
-                    r["trial_id"],
-                    format_value(r["epoch"]),
-                    format_value(r["neg_dev"]),
-                    format_value(r["oracle_acc"]),
-                ]
-                for r in dev
-            ],
-        )
     return "\n".join(lines)
 
 
@@ -493,7 +445,6 @@ def to_json(experiment: Experiment) -> dict[str, Any]:
             "best_config": str(best) if best is not None else None,
             "failed": _failed(experiment),
             "validators": validator_table(experiment),
-            "dev": dev_table(experiment),
         }
     )
 
@@ -728,7 +679,7 @@ def _validators_figure(experiment: Experiment, table: list[dict[str, Any]]):
         wspace=0.35,
     )
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
-    histories = experiment.histories
+    histories = scored_points(experiment)
     for ax, row in zip(axes, table, strict=False):
         name = row["validator"]
         ax.set_title(
@@ -745,8 +696,7 @@ def _validators_figure(experiment: Experiment, table: list[dict[str, Any]]):
         keep = np.isfinite(x) & np.isfinite(y)
         ax.scatter(x[keep], y[keep], s=12, alpha=0.7)
         picked = (histories[TRIAL_ID] == row["picked_trial"]) & keep
-        if row["picked_epoch"] is not None and m.EPOCH in histories:
-            picked &= histories[m.EPOCH] == row["picked_epoch"]
+        picked &= histories[m.EPOCH] == row["picked_epoch"]
         ax.scatter(x[picked], y[picked], s=120, marker="*", color="tab:red", label="picked")
         ax.legend(loc="lower right", fontsize="small")
     for ax in axes[len(table) :]:

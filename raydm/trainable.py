@@ -19,7 +19,7 @@ from raydm import engine
 from raydm import metrics as m
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair
-from raydm.report import DEV_FILE
+from raydm.selection import SOFTMAX_FILE
 
 STATE_FILE = "state.pt"
 BEST_KEY = "selection_best"  # sign-adjusted best of the selection metric, kept for resumes
@@ -41,11 +41,14 @@ def train_trial(
         # Ray packs trials on a GPU without isolating its memory: cap each at its share so
         # one cannot starve the others (it gets an out-of-memory error instead).
         torch.cuda.set_per_process_memory_fraction(gpu)
-    resume_from = None
+    resume_from, softmax_history = None, {}
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             resume_from = torch.load(Path(directory) / STATE_FILE, weights_only=True)
+            saved = Path(directory) / SOFTMAX_FILE
+            if saved.exists():  # a checkpoint written before EnsV has none
+                softmax_history = torch.load(saved, weights_only=True)
 
     epochs_done = resume_from["epoch"] if resume_from else 0
     metric, sign = config.search.metric, 1 if config.search.mode == "max" else -1
@@ -60,10 +63,10 @@ def train_trial(
         if not math.isnan(value):
             best = max(best, sign * value)
         metrics = {**metrics, f"{m.BEST_PREFIX}{metric}": sign * best}
-        dev_inputs = state.pop(engine.DEV_INPUTS)  # for `raydm report`, not for resuming
+        softmax_history[epoch] = state.pop(engine.TARGET_SOFTMAX)  # for EnsV, not resuming
         with tempfile.TemporaryDirectory() as directory:
             torch.save({**state, BEST_KEY: best}, Path(directory) / STATE_FILE)
-            torch.save(dev_inputs, Path(directory) / DEV_FILE)
+            torch.save(softmax_history, Path(directory) / SOFTMAX_FILE)
             (Path(directory) / CONFIG_FILE).write_text(config.to_yaml())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 

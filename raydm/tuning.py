@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import ray
 from ray import tune
 from ray.tune.result import TRAINING_ITERATION
@@ -26,6 +27,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from raydm import metrics as m
+from raydm import selection
 from raydm.backbones import pretrained_state
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair, load_domain_pair
@@ -45,12 +47,14 @@ Echo = Callable[[str], None]
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna an early-stopped trial is PRUNED and a failed one FAILED.
+    """OptunaSearch that tells Optuna an early-stopped trial is PRUNED, a failed one FAILED,
+    and a completed one's best epoch.
 
     Ray's OptunaSearch reports every trial that ends without an error as COMPLETE with its last
     value, so TPE would treat a 2-epoch score of a trial ASHA stopped as if it were a finished
     run. As PRUNED, TPE ranks it by the intermediate values it already received per epoch. A
-    trial that diverged ends without a Tune error (it must not be retried) but has no value.
+    trial that diverged ends without a Tune error (it must not be retried) but has no value. A
+    completed trial's value is its best epoch's, the value selection ranks it by.
     """
 
     def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
@@ -62,6 +66,11 @@ class PruningAwareOptunaSearch(OptunaSearch):
     ) -> None:
         known = trial_id in self._ot_trials and trial_id not in self._completed_trials
         status = trial_status(result, self._max_epochs) if result and known else None
+        if status == "completed" and not error:
+            # The value the final pick ranks a trial by is its best epoch's (raydm.selection),
+            # not its last one's: tell TPE that one.
+            best = result.get(f"{m.BEST_PREFIX}{self.metric}", result.get(self.metric))
+            result = {**result, self.metric: best}
         if error or status in (None, "completed"):
             super().on_trial_complete(trial_id, result, error)
             return
@@ -93,8 +102,13 @@ def build_searcher(
         return None  # nothing to search: num_samples repeats of the one config
     searcher = config.search.searcher
     if searcher.sampler == "tpe":
+        # constant_liar: trials proposed while others still run are steered away from the
+        # running ones' points, instead of all piling onto the current best region.
         sampler = optuna.samplers.TPESampler(
-            seed=searcher.seed, n_startup_trials=searcher.n_startup_trials, multivariate=True
+            seed=searcher.seed,
+            n_startup_trials=searcher.n_startup_trials,
+            multivariate=True,
+            constant_liar=True,
         )
     else:
         sampler = optuna.samplers.RandomSampler(seed=searcher.seed)
@@ -304,6 +318,7 @@ class SearchOutcome:
     trials: list[TrialSummary]  # ranked, best first
     best_config: ExperimentConfig | None
     unfinished: int = 0  # trials left pending or running by an interruption (Ctrl-C)
+    pick: selection.Pick | None = None  # the final (trial, epoch), by search.select
 
 
 def default_name(config: ExperimentConfig) -> str:
@@ -376,17 +391,47 @@ def run_search(
     trials = summarize(grid, config)
     experiment_dir.mkdir(parents=True, exist_ok=True)
     write_results(trials, config, experiment_dir / RESULTS_FILE)
-    best_config, unfinished = None, 0
+    best_config, unfinished, pick = None, 0, None
     if _interrupted(handler):
         finished = sum(t.status != "unstarted" for t in trials)
         unfinished = config.search.num_samples - finished
     elif trials and not math.isnan(trials[0].best_value):
+        pick = final_pick(grid, trials, config, echo)
+        chosen = next(trial for trial in trials if trial.trial_id == pick.trial_id)
         # As asked, not as run: a GPU request stays in best.yaml for a machine that has one.
-        best_config = requested.fixed(trials[0].params)
-        (experiment_dir / BEST_FILE).write_text(best_yaml(best_config, trials[0], config))
+        best_config = requested.fixed(chosen.params)
+        (experiment_dir / BEST_FILE).write_text(best_yaml(best_config, chosen, pick, config))
     if remote:
         _copy_to_storage(experiment_dir, experiment_path)
-    return SearchOutcome(experiment_dir, trials, best_config, unfinished)
+    return SearchOutcome(experiment_dir, trials, best_config, unfinished, pick)
+
+
+def final_pick(grid, trials: list[TrialSummary], config: ExperimentConfig, echo: Echo):
+    """The (trial, epoch) that search.select ranks first among every epoch of the trials that
+    did not fail; by search.metric when the selector has nothing to rank (no trial kept the
+    softmax EnsV needs, or none reported the selector's metric)."""
+    eligible = {trial.trial_id for trial in trials if trial.status in ("completed", "stopped")}
+    frames = []
+    for result in grid:
+        history = result.metrics_dataframe
+        if history is not None and len(history):
+            trial_id = _trial_id(result)
+            frames.append(history.assign(**{selection.TRIAL_ID: trial_id}))
+    points = selection.candidates(pd.concat(frames, ignore_index=True), eligible)
+    selector = selection.selector_of(config.search.select, config.search.metric)
+    softmaxes: dict[selection.Point, Any] = {}
+    if selector == m.ENSV:
+        for result in grid:
+            trial_id = _trial_id(result)
+            if result.checkpoint is not None and trial_id in eligible:
+                with result.checkpoint.as_directory() as directory:
+                    softmaxes.update(selection.read_softmaxes(Path(directory), trial_id))
+    mode = config.search.mode if selector == config.search.metric else None
+    pick = selection.select(points, selector, softmaxes, mode)
+    if pick is None:
+        echo(f"search.select {selector}: nothing to rank by; picking by {config.search.metric}")
+        pick = selection.by_metric(points, config.search.metric, config.search.mode)
+    return pick
 
 
 def _copy_to_storage(experiment_dir: Path, experiment_path: str) -> None:
@@ -475,7 +520,7 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
             best_value, best_epoch = math.nan, 0
         trials.append(
             TrialSummary(
-                trial_id=str(last.get("trial_id", Path(result.path).name)),
+                trial_id=_trial_id(result),
                 status=status,
                 params={key: (result.config or {}).get(key) for key in config.params},
                 epochs=int(last.get(m.EPOCH, 0)),
@@ -496,6 +541,10 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
         key=lambda t: -math.inf if math.isnan(t.best_value) else sign * t.best_value,
         reverse=True,
     )
+
+
+def _trial_id(result) -> str:
+    return str((result.metrics or {}).get("trial_id", Path(result.path).name))
 
 
 def _error_reason(error: BaseException) -> str:
@@ -529,11 +578,17 @@ def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Pa
             )
 
 
-def best_yaml(best: ExperimentConfig, trial: TrialSummary, searched: ExperimentConfig) -> str:
+def best_yaml(
+    best: ExperimentConfig,
+    trial: TrialSummary,
+    pick: selection.Pick,
+    searched: ExperimentConfig,
+) -> str:
     header = (
-        f"# Selected by raydm: trial {trial.trial_id}, {searched.search.metric} = "
-        f"{trial.best_value:.4f} at epoch {trial.best_epoch} of {trial.epochs} run "
-        f"({trial.status}).\n# Re-run it with: raydm train --config best.yaml\n"
+        f"# Selected by raydm with {pick.selector}: trial {trial.trial_id}, {pick.selector} = "
+        f"{pick.value:.4f} at epoch {pick.epoch} of {trial.epochs} run ({trial.status}).\n"
+        f"# The search was steered by {searched.search.metric}; the pick ranked every epoch of "
+        "every trial that did not fail.\n# Re-run it with: raydm train --config best.yaml\n"
     )
     return header + best.to_yaml()
 
@@ -558,6 +613,8 @@ def leaderboard(outcome: SearchOutcome, config: ExperimentConfig, top: int = 10)
     ]
     lines = format_table(headers, rows)
     lines += [f"{t.trial_id} failed: {t.reason}" for t in outcome.trials if t.status == "failed"]
+    if outcome.pick is not None:
+        lines.append(f"final pick: {outcome.pick.describe()}")
     return "\n".join(lines)
 
 

@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import rankdata, spearmanr
 from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import adjusted_mutual_info_score
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.metrics import adjusted_mutual_info_score, log_loss
+from sklearn.model_selection import StratifiedKFold
 from torch import Tensor
 
 from raydm import metrics as m
@@ -49,6 +50,9 @@ EPS = 1e-12  # floor of a probability inside a logarithm
 KMEANS_RESTARTS = 3
 # Inverse regularisation strengths DEV's domain classifier chooses from (by held-out log loss).
 DOMAIN_CLASSIFIER_CS = (0.01, 0.1, 1.0, 10.0, 100.0)
+# Principal components the domain classifier sees: a LeNet's 1,200 features took its
+# cross-validated fits 6.3 s an epoch here; 64 components (two power iterations) about 0.5 s.
+DOMAIN_CLASSIFIER_DIMENSIONS = 64
 MAX_LOG_RATIO = 50.0  # DEV clips log density ratios here so that exp() stays finite
 WEIGHTED_SPEARMAN_POWER = 2.0
 
@@ -187,80 +191,177 @@ def macro_accuracy(logits_or_predictions: Tensor, labels: Tensor, num_classes: i
     return (correct[present].double() / support[present]).mean().item()
 
 
-def _domain_classifier(c: float) -> LogisticRegression:
-    return LogisticRegression(C=c, class_weight="balanced", max_iter=1000)
+def _domain_classifier(warm_start: bool = False) -> LogisticRegression:
+    return LogisticRegression(class_weight="balanced", max_iter=1000, warm_start=warm_start)
 
 
-def _domain_log_ratio(
-    source_features: np.ndarray, target_features: np.ndarray, query: np.ndarray, seed: int
+def domain_log_ratio(
+    source_features: Tensor, target_features: Tensor, query: Tensor, seed: int = 0
 ) -> np.ndarray:
-    """log(p_target(x) / p_source(x)) at ``query`` from a logistic-regression domain
-    classifier trained on source (0) vs target (1) features.
+    """log(p_target(x) / p_source(x)) at each row of ``query``, from a fresh logistic-regression
+    domain classifier trained on source (0) vs target (1) features.
 
-    The classes are weighted as balanced, so the classifier's log odds estimate the density
-    ratio directly; with unweighted classes they would include log(n_t / n_s), which DEV's
-    reference code removes by multiplying the odds by n_s / n_t. As DEV selects its domain
-    classifier's weight decay on held-out data, the inverse regularisation strength is chosen
-    from ``DOMAIN_CLASSIFIER_CS`` by cross-validated log loss (what a density ratio needs to
-    be right is the classifier's probabilities, not just its decisions).
+    The features are standardised with the pooled mean and spread (an affine map, so a log
+    ratio that is linear in the features stays linear) and, when wider than
+    ``DOMAIN_CLASSIFIER_DIMENSIONS``, projected on their leading principal components. The
+    classes are weighted as balanced, so the classifier's log odds estimate the density ratio
+    directly; with unweighted classes they would include log(n_t / n_s), which DEV's reference
+    code removes by multiplying the odds by n_s / n_t. As DEV selects its domain classifier's weight decay on held-out data,
+    the inverse regularisation strength is chosen from ``DOMAIN_CLASSIFIER_CS`` by
+    cross-validated log loss (a density ratio needs the classifier's probabilities to be right,
+    not just its decisions). Log ratios are clipped at +-``MAX_LOG_RATIO``.
     """
-    x = np.concatenate([source_features, target_features])
-    y = np.concatenate([np.zeros(len(source_features)), np.ones(len(target_features))])
-    folds = min(3, len(source_features), len(target_features))
+    source = _matrix(source_features, "source_features").flatten(1).numpy()
+    target = _matrix(target_features, "target_features").flatten(1).numpy()
+    query = _matrix(query, "query").flatten(1).numpy()
+    x = np.concatenate([source, target])
+    mean, spread = x.mean(0), x.std(0)
+    spread[spread == 0] = 1.0
+    x, query = (x - mean) / spread, (query - mean) / spread
+    components = min(DOMAIN_CLASSIFIER_DIMENSIONS, len(x))
+    if x.shape[1] > components:
+        pca = PCA(components, svd_solver="randomized", iterated_power=2, random_state=seed)
+        x, query = pca.fit_transform(x), pca.transform(query)
+    y = np.concatenate([np.zeros(len(source)), np.ones(len(target))])
+    folds = min(3, len(source), len(target))
     best_c = 1.0
     if folds >= 2:
-        splits = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        held_out_loss = [
-            -cross_val_score(_domain_classifier(c), x, y, cv=splits, scoring="neg_log_loss").mean()
-            for c in DOMAIN_CLASSIFIER_CS
-        ]
+        held_out_loss = np.zeros(len(DOMAIN_CLASSIFIER_CS))
+        for fit_rows, held_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+            x, y
+        ):
+            # Each C starts from the previous one's solution: a path, cheaper than fresh fits.
+            classifier = _domain_classifier(warm_start=True)
+            for index, c in enumerate(DOMAIN_CLASSIFIER_CS):
+                classifier.set_params(C=c).fit(x[fit_rows], y[fit_rows])
+                probabilities = classifier.predict_proba(x[held_rows])
+                held_out_loss[index] += log_loss(y[held_rows], probabilities, labels=[0, 1])
         best_c = DOMAIN_CLASSIFIER_CS[int(np.argmin(held_out_loss))]
-    classifier = _domain_classifier(best_c).fit(x, y)
+    classifier = _domain_classifier().set_params(C=best_c).fit(x, y)
     return np.clip(classifier.decision_function(query), -MAX_LOG_RATIO, MAX_LOG_RATIO)
 
 
-def _normalised_rows(values: Tensor, name: str) -> np.ndarray:
-    return F.normalize(_matrix(values, name).flatten(1), dim=1).numpy()
-
-
-def dev_risk(
-    source_val_features: Tensor,
-    source_val_losses: Tensor,
-    source_train_features: Tensor,
-    target_features: Tensor,
-    seed: int = 0,
-) -> float:
-    """Minus the DEV risk (You et al., ICML 2019), so that higher is better.
-
-    DEV estimates the target risk from the source validation set by importance weighting.
-    A domain classifier (logistic regression on L2-normalised features, balanced classes,
-    see ``_domain_log_ratio``) is trained on source train vs target features, as in the paper,
-    and applied to the source validation samples to give density ratios
-    w(x) = p_target(x) / p_source(x). With the weighted losses L = w * loss, the control
-    variate coefficient is eta = -Cov(L, w) / Var(w) (sample covariance and variance) and
-
-        DEV = mean(L) + eta * mean(w) - eta,
-
-    which uses that E[w] = 1 to cancel much of the variance of mean(L). When Var(w) is zero
-    (or there is a single validation sample) eta is 0 and DEV = mean(L). ``source_val_losses``
-    are per-sample losses (cross-entropy, or 0/1 errors) on the source validation samples.
-    The returned value is -DEV.
-    """
-    val = _normalised_rows(source_val_features, "source_val_features")
-    losses = torch.as_tensor(source_val_losses).detach().cpu().to(torch.float64).reshape(-1)
-    if len(losses) != len(val):
-        raise ValueError(f"{len(losses)} losses for {len(val)} source validation samples")
-    source = _normalised_rows(source_train_features, "source_train_features")
-    target = _normalised_rows(target_features, "target_features")
-    weights = np.exp(_domain_log_ratio(source, target, val, seed))
-    weighted = weights * losses.numpy()
+def _dev(weights: np.ndarray, losses: np.ndarray) -> float:
+    """DEV's risk: the importance-weighted mean loss with its control variate."""
+    weighted = weights * losses
     eta = 0.0
     if len(weights) > 1:
         variance = np.var(weights, ddof=1)
         if variance > 1e-12 * max(1.0, float(np.mean(weights)) ** 2):
             eta = -np.cov(weighted, weights, ddof=1)[0, 1] / variance
-    risk = np.mean(weighted) + eta * np.mean(weights) - eta
-    return -float(risk)
+    return float(np.mean(weighted) + eta * np.mean(weights) - eta)
+
+
+def importance_weighted_scores(
+    source_val_features: Tensor,
+    source_val_losses: Tensor,
+    source_train_features: Tensor,
+    target_features: Tensor,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Three estimates of the target risk from the labelled source validation set, each
+    negated so that higher is better, keyed by their ``raydm.metrics`` names.
+
+    A fresh domain classifier (``domain_log_ratio``; never a method's own discriminator, which
+    is trained to be fooled) on source train vs target features gives each source validation
+    sample its density ratio w = p_target / p_source. With L the per-sample losses:
+
+    - IWCV (Sugiyama et al. 2007): mean(w L).
+    - DEV (You et al. 2019): mean(w L) + eta mean(w) - eta with the control variate
+      eta = -Cov(w L, w) / Var(w) (0 when the weights do not vary), which uses E[w] = 1 to
+      cancel much of IWCV's variance.
+    - DEVN (DEV with normalised weights, as pytorch-adapt offers it): w / max(w), shifted to
+      mean 1; a few huge weights then cannot dominate. With mean-1 weights the control variate
+      term vanishes, so DEVN is mean(w' L) for those weights w'.
+    """
+    losses = torch.as_tensor(source_val_losses).detach().cpu().to(torch.float64).reshape(-1)
+    if len(losses) != len(source_val_features):
+        raise ValueError(
+            f"{len(losses)} losses for {len(source_val_features)} source validation samples"
+        )
+    log_ratio = domain_log_ratio(source_train_features, target_features, source_val_features, seed)
+    weights = np.exp(log_ratio)
+    losses = losses.numpy()
+    scaled = weights / weights.max()
+    normalised = scaled - scaled.mean() + 1.0
+    return {
+        m.IWCV: -float(np.mean(weights * losses)),
+        m.DEV: -_dev(weights, losses),
+        m.DEVN: -float(np.mean(normalised * losses)),
+    }
+
+
+# MixVal's mixing coefficient (Hu et al. 2023): above 1/2, so the first input dominates the mix
+# and a model that respects the target's class structure keeps predicting its class.
+MIXVAL_LAMBDA = 0.55
+
+
+class MixVal:
+    """MixVal (Hu et al., NeurIPS 2023), accumulated over the batches of one evaluation pass.
+
+    Each batch's inputs x get the model's hard pseudo-labels y = argmax f(x). A seeded
+    permutation pairs every input a with a partner b of the same batch; the mix
+    lam x_a + (1 - lam) x_b (lam = ``MIXVAL_LAMBDA``) is labelled y_a, and the model is right
+    on it when argmax f(mix) = y_a. ICE_intra is the accuracy over pairs with y_a = y_b, ICE_inter
+    over pairs with y_a != y_b: a model whose decision boundaries follow the target's clusters
+    keeps both high, one that cuts through them (or confuses mixes of different classes) does
+    not. Inputs are mixed as the model sees them (after normalisation, which is affine, so this
+    is the same as mixing the raw images).
+
+    A group without pairs scores 0: a model that puts every input in one class (collapsed) has
+    no inter-class pair, and nothing shows that it separates any classes.
+    """
+
+    def __init__(self, seed: int = 0, lam: float = MIXVAL_LAMBDA) -> None:
+        if not 0.5 < lam < 1:
+            raise ValueError(f"MixVal's lambda must lie in (0.5, 1), got {lam}")
+        self.lam = lam
+        self._generator = torch.Generator().manual_seed(seed)
+        self._correct = {"intra": 0, "inter": 0}
+        self._pairs = {"intra": 0, "inter": 0}
+
+    def add(self, predict, inputs: Tensor, logits: Tensor) -> None:
+        """Score the mixes of one batch: ``predict`` maps inputs to logits, ``logits`` are its
+        outputs on ``inputs`` (already computed by the evaluation pass)."""
+        if len(inputs) < 2:
+            return
+        labels = logits.argmax(1).cpu()
+        partner = torch.randperm(len(inputs), generator=self._generator)
+        mixed = self.lam * inputs + (1 - self.lam) * inputs[partner.to(inputs.device)]
+        right = predict(mixed).argmax(1).cpu() == labels
+        same = labels == labels[partner]
+        for group, members in (("intra", same), ("inter", ~same)):
+            self._correct[group] += int(right[members].sum())
+            self._pairs[group] += int(members.sum())
+
+    def scores(self) -> dict[str, float]:
+        ice = {
+            group: self._correct[group] / self._pairs[group] if self._pairs[group] else 0.0
+            for group in self._pairs
+        }
+        return {
+            m.MIXVAL_INTRA: ice["intra"],
+            m.MIXVAL_INTER: ice["inter"],
+            m.MIXVAL: (ice["intra"] + ice["inter"]) / 2,
+        }
+
+
+def ensemble_agreement(probabilities: Tensor) -> Tensor:
+    """EnsV (Hu et al., NeurIPS 2024): each candidate's agreement with the candidates' ensemble.
+
+    ``probabilities`` is M x N x K: the softmax outputs of M candidate models on the same N
+    unlabelled target samples. The ensemble's pseudo-labels are the argmax of the candidates'
+    mean softmax; each candidate's score is the share of samples on which its own argmax gives
+    the same label. An outlier (a diverged or collapsed candidate) disagrees with the majority
+    and scores low, so the pick is never the worst of the lot.
+    """
+    p = torch.as_tensor(probabilities).detach().cpu().to(torch.float32)
+    if p.ndim != 3 or 0 in p.shape:
+        raise ValueError(
+            f"probabilities must be a non-empty M x N x K array, got shape {tuple(p.shape)}"
+        )
+    consensus = p.mean(0).argmax(1)
+    return (p.argmax(2) == consensus).to(torch.float64).mean(1)
 
 
 def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
@@ -269,6 +370,16 @@ def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     covariance = np.average((x - mx) * (y - my), weights=w)
     spread = math.sqrt(np.average((x - mx) ** 2, weights=w) * np.average((y - my) ** 2, weights=w))
     return float(covariance / spread) if spread > 0 else math.nan
+
+
+def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each value's rank counted in weight: the total weight of the smaller values, plus the
+    mean weight of its tie group times (group size + 1) / 2. With unit weights this is the
+    average-tie rank; without ties, the total weight of the values at or below it."""
+    distinct, group, counts = np.unique(values, return_inverse=True, return_counts=True)
+    group_weight = np.bincount(group, weights=weights, minlength=len(distinct))
+    below = np.cumsum(group_weight) - group_weight
+    return (below + (counts + 1) / 2 * group_weight / counts)[group]
 
 
 def rank_correlations(
@@ -281,19 +392,20 @@ def rank_correlations(
 
     - ``spearman``: scipy's Spearman rank correlation.
     - ``weighted_spearman``: the weighted Spearman correlation of Musgrave et al. (2022), which
-      cares most about the top of the validator's ranking, since that is where a model is
-      selected. With r_i the (average-tie) rank of validator value i in 1..N (N = best) and
-      s_i the rank of oracle value i, each point gets the weight w_i = (r_i / N)^p with
-      p = ``WEIGHTED_SPEARMAN_POWER`` = 2, and the result is the weighted Pearson correlation
+      cares most about the points either ranking puts on top, since that is where a model is
+      selected. As their benchmark code defines it:
 
-          sum_i w_i (r_i - r_w)(s_i - s_w) / sqrt(sum_i w_i (r_i - r_w)^2 sum_i w_i (s_i - s_w)^2)
+      1. dense ranks of the validator values and of the oracle values, each divided by its
+         largest rank (so both lie in (0, 1]);
+      2. weights w_i = max(validator rank_i, oracle rank_i)^p, p = ``WEIGHTED_SPEARMAN_POWER``;
+      3. both value lists ranked again, in weight (``_weighted_ranks``), and the w-weighted
+         Pearson correlation of those two weighted rank lists.
 
-      with r_w, s_w the w-weighted means of the ranks. (Musgrave et al.'s code normalises
-      dense ranks by their maximum; without ties that is the same r_i / N.)
+      With p = 0 this is the plain Spearman correlation.
 
-    A non-finite validator value counts as worse than every finite one (Musgrave et al.'s code
-    sets it to the minimum: a validator that failed would not select that point). Both values
-    are NaN when there are fewer than 3 points or either input is constant.
+    A non-finite validator value counts as the worst finite one (as Musgrave et al.'s code does:
+    a validator that failed would not select that point). Both values are NaN when there are
+    fewer than 3 points or either input is constant.
     """
     scores = np.asarray(torch.as_tensor(validator_values).cpu(), dtype=np.float64).reshape(-1)
     oracle = np.asarray(torch.as_tensor(oracle_values).cpu(), dtype=np.float64).reshape(-1)
@@ -305,16 +417,20 @@ def rank_correlations(
     finite = np.isfinite(scores)
     if len(scores) < 3 or not finite.any():
         return nan
-    worst = scores[finite].min()
-    scores = np.where(finite, scores, worst - max(1.0, abs(worst)))
+    scores = np.where(finite, scores, scores[finite].min())
     if np.ptp(scores) == 0 or np.ptp(oracle) == 0:
         return nan
-    score_ranks = rankdata(scores)
-    oracle_ranks = rankdata(oracle)
-    weights = (score_ranks / len(scores)) ** WEIGHTED_SPEARMAN_POWER
+    score_ranks = rankdata(scores, method="dense")
+    oracle_ranks = rankdata(oracle, method="dense")
+    weights = (
+        np.maximum(score_ranks / score_ranks.max(), oracle_ranks / oracle_ranks.max())
+        ** WEIGHTED_SPEARMAN_POWER
+    )
     return {
         "spearman": float(spearmanr(scores, oracle).statistic),
-        "weighted_spearman": _weighted_pearson(score_ranks, oracle_ranks, weights),
+        "weighted_spearman": _weighted_pearson(
+            _weighted_ranks(scores, weights), _weighted_ranks(oracle, weights), weights
+        ),
     }
 
 

@@ -21,7 +21,7 @@ from tests.conftest import SPACES
     [
         ("methods", METHODS.names()),
         ("backbones", BACKBONES.names()),
-        ("validators", list(m.VALIDATORS)),
+        ("validators", list(m.LABEL_FREE)),
         (
             "domains",
             DOMAINS.names()

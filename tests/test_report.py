@@ -12,6 +12,7 @@ from raydm import metrics as m
 from raydm import report, tuning
 from raydm.config import load_config
 from raydm.report import ReportError, load_experiment, render_text, to_json, validator_table
+from raydm.selection import Pick
 from raydm.tuning import TrialSummary, write_results
 from tests.conftest import SPACES
 
@@ -107,7 +108,8 @@ def write_experiment(directory, params=None):
     write_results(summaries, config, directory / tuning.RESULTS_FILE)
     best = summaries[0]
     best_config = config.fixed({key: best.params[key] for key in config.params})
-    (directory / tuning.BEST_FILE).write_text(tuning.best_yaml(best_config, best, config))
+    pick = Pick(metric, best.trial_id, best.best_epoch, best.best_value)
+    (directory / tuning.BEST_FILE).write_text(tuning.best_yaml(best_config, best, pick, config))
     return directory
 
 
@@ -155,7 +157,7 @@ def test_validator_table_picks_the_best_point_over_all_epochs(experiment_dir):
     acc = rows[m.SOURCE_VAL_ACC]
     assert (acc["picked_trial"], acc["picked_epoch"]) == (A, 3)
     assert acc["picked_oracle_acc"] == pytest.approx(0.82)
-    assert acc["points"] == 11
+    assert acc["points"] == 10
 
 
 def test_a_validator_monotone_in_the_oracle_has_rank_correlation_one(experiment_dir):
@@ -163,7 +165,7 @@ def test_a_validator_monotone_in_the_oracle_has_rank_correlation_one(experiment_
     assert (row["picked_trial"], row["picked_epoch"]) == (A, 3)
     assert row["spearman"] == pytest.approx(1.0)
     assert row["weighted_spearman"] == pytest.approx(1.0)
-    assert row["points"] == 11
+    assert row["points"] == 10
 
 
 def test_render_text_shows_leaderboard_best_config_failures_and_validators(experiment_dir):
@@ -181,14 +183,13 @@ def test_render_text_shows_leaderboard_best_config_failures_and_validators(exper
     row_im = next(line for line in lines if line.startswith(m.IM)).split()
     assert row_im[:4] == [m.IM, B, "2", "0.65"] and row_im[-1] == "10"
     row_ne = next(line for line in lines if line.startswith(m.NEG_ENTROPY)).split()
-    assert row_ne[4:] == ["1", "1", "11"]
+    assert row_ne[4:] == ["1", "1", "10"]
 
 
 def test_to_json_is_plain_data_with_the_same_content(experiment_dir):
     experiment = load_experiment(experiment_dir)
     data = json.loads(json.dumps(to_json(experiment), allow_nan=False))
-    assert set(data) == {"metric", "mode", "trials", "best_config", "failed", "validators", "dev"}
-    assert data["dev"] == []  # no checkpoint holds DEV inputs in this hand-made experiment
+    assert set(data) == {"metric", "mode", "trials", "best_config", "failed", "validators"}
     assert (data["metric"], data["mode"]) == (m.SOURCE_VAL_ACC, "max")
     assert data["best_config"] == str(experiment_dir / "best.yaml")
     assert data["failed"] == [{"trial_id": D, "reason": REASON}]

@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from raydm import metrics as m
 from raydm.cli import main
 from raydm.config import load_config
-from raydm.report import load_experiment
+from raydm.report import load_experiment, scored_points
 from raydm.search_space import to_tune_space
-from raydm.tuning import PruningAwareOptunaSearch
+from raydm.tuning import PruningAwareOptunaSearch, build_searcher
 from tests.conftest import SPACES
 
 
@@ -23,9 +23,10 @@ def _searcher(max_epochs: int) -> PruningAwareOptunaSearch:
     return searcher
 
 
-def _result(epoch: int, value: float) -> dict:
+def _result(epoch: int, value: float, best: float | None = None) -> dict:
     return {
         m.SOURCE_VAL_ACC: value,
+        f"{m.BEST_PREFIX}{m.SOURCE_VAL_ACC}": value if best is None else best,
         m.EPOCH: epoch,
         m.EPOCHS_PLANNED: 4,
         "training_iteration": epoch,
@@ -48,6 +49,22 @@ def test_early_stopped_trial_is_told_to_optuna_as_pruned():
     assert states[0].intermediate_values == {1: 0.1, 2: 0.2}
     assert states[1].state == optuna.trial.TrialState.COMPLETE
     assert states[1].value == pytest.approx(0.8)
+
+
+def test_completed_trial_is_told_its_best_epoch_the_value_selection_ranks_by():
+    searcher = _searcher(max_epochs=4)
+    searcher.suggest("peaked")
+    for epoch, value in enumerate([0.5, 0.9, 0.7, 0.6], start=1):
+        searcher.on_trial_result("peaked", _result(epoch, value, best=max(0.5, value)))
+    searcher.on_trial_complete("peaked", _result(4, 0.6, best=0.9))
+    trial = searcher._ot_study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.value == pytest.approx(0.9)
+
+
+def test_parallel_tpe_uses_the_constant_liar():
+    sampler = build_searcher(load_config(SPACES / "moons.yaml"))._sampler
+    assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._constant_liar
 
 
 def test_failed_trial_is_told_as_failed():
@@ -164,3 +181,38 @@ def test_gpu_request_on_a_cluster_without_gpus_runs_on_cpu_and_says_so(monkeypat
     monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 4.0})
     joined = tuning.fit_to_cluster(config, None, None, said.append, local=False)
     assert joined.resources.gpu == 0.25 and "autoscaler" in said[-1]
+
+
+@pytest.mark.ray
+def test_a_search_selecting_with_ensv_picks_the_most_agreeing_point_and_says_so(
+    tmp_path, ray_session
+):
+    storage = tmp_path / "results"
+    args = ["tune", "--space", str(SPACES / "moons.yaml"), "--name", "ensv"]
+    args += ["--storage-path", str(storage), "--set", f"data.root={tmp_path / 'data'}"]
+    for setting in (
+        "search.num_samples=3",
+        "train.epochs=2",
+        "train.iters_per_epoch=5",
+        "search.scheduler.type=fifo",
+        "search.select=ensv",
+        "params.train.lr={loguniform: [1.0e-4, 0.3]}",
+    ):
+        args += ["--set", setting]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "final pick: ensv = " in result.output
+    experiment = storage / "ensv"
+    # Every epoch of every trial is a candidate; the pick is the one EnsV scores highest.
+    points = scored_points(load_experiment(experiment))
+    assert len(points) == 6 and points[m.ENSV].between(0, 1).all()
+    best = points.loc[points[m.ENSV].idxmax()]
+    header = (experiment / "best.yaml").read_text().splitlines()[0]
+    assert header.startswith(
+        f"# Selected by raydm with ensv: trial {best['trial_id']}, ensv = {best[m.ENSV]:.4f} "
+        f"at epoch {best[m.EPOCH]} of 2 run"
+    )
+    picked_lr = load_config(experiment / "best.yaml").train.lr
+    with (experiment / "results.csv").open() as handle:
+        lrs = {row["trial_id"]: float(row["train.lr"]) for row in csv.DictReader(handle)}
+    assert picked_lr == pytest.approx(lrs[best["trial_id"]])

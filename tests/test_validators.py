@@ -8,9 +8,12 @@ import torch.nn.functional as F
 
 from raydm import metrics as m
 from raydm.validators import (
+    MixVal,
     batch_nuclear_norm,
     class_ami,
-    dev_risk,
+    domain_log_ratio,
+    ensemble_agreement,
+    importance_weighted_scores,
     information_maximization,
     macro_accuracy,
     neg_entropy,
@@ -187,7 +190,11 @@ def test_macro_accuracy_weights_classes_equally():
     assert macro_accuracy(logits, labels, num_classes=3) == pytest.approx(0.75)
 
 
-# --- DEV -------------------------------------------------------------------------------------
+# --- IWCV, DEV, DEVN -------------------------------------------------------------------------
+
+
+def dev_risk(source_val, losses, source_train, target):
+    return importance_weighted_scores(source_val, losses, source_train, target)[m.DEV]
 
 
 def _gaussian(n, mean, generator, scale=0.3):
@@ -241,7 +248,8 @@ def test_rank_correlations_of_monotone_and_reversed_validators():
     assert same["weighted_spearman"] == pytest.approx(1.0)
     reversed_ = rank_correlations(-oracle, oracle)
     assert reversed_["spearman"] == pytest.approx(-1.0)
-    assert reversed_["weighted_spearman"] == pytest.approx(-1.0)
+    # Not exactly -1: the two rankings' weighted ranks are not mirror images of each other.
+    assert -1.0 < reversed_["weighted_spearman"] < -0.95
 
 
 def test_weighted_spearman_cares_most_about_the_top_of_the_ranking():
@@ -258,17 +266,28 @@ def test_weighted_spearman_cares_most_about_the_top_of_the_ranking():
     assert flipped["weighted_spearman"] < flipped["spearman"] - 0.1
 
 
-def test_weighted_spearman_follows_the_documented_formula():
-    validator = np.array([0.3, 0.1, 0.8, 0.5, 0.9])
-    oracle = np.array([2.0, 1.0, 3.0, 5.0, 4.0])
-    r = np.array([2.0, 1, 4, 3, 5])  # ranks of the validator values
-    s = np.array([2.0, 1, 3, 5, 4])  # ranks of the oracle values
-    w = (r / 5) ** 2
-    rw, sw = (w * r).sum() / w.sum(), (w * s).sum() / w.sum()
-    expected = (w * (r - rw) * (s - sw)).sum() / math.sqrt(
-        (w * (r - rw) ** 2).sum() * (w * (s - sw) ** 2).sum()
-    )
-    assert rank_correlations(validator, oracle)["weighted_spearman"] == pytest.approx(expected)
+def test_weighted_spearman_matches_musgrave_et_al_golden_values():
+    # Worked by hand from powerful-benchmarker's weighted_spearman.py and the WeightedCorr
+    # package it calls (method "spearman"), outside this implementation. Case 1: dense ranks
+    # /max give weights max(v, t)^2 = [1/9, 4/9, 1/4, 1, 25/36, 1/9]; the weighted ranks of the
+    # scores are the cumulative weights [1/9, 33/36, 17/36, 2.6111, 1.6111, 2/9], and of the
+    # accuracies [2/9, 33/36, 17/36, 2.6111, 1.6111, 1/9]; their w-weighted Pearson is 0.999314.
+    case_1 = rank_correlations([0.1, 0.4, 0.35, 0.8, 0.7, 0.2], [0.2, 0.5, 0.3, 0.9, 0.6, 0.1])
+    assert case_1["weighted_spearman"] == pytest.approx(0.999314, abs=1e-6)
+    assert case_1["spearman"] == pytest.approx(0.942857, abs=1e-6)
+    # Case 2: weights [0.16, 0.16, 0.64, 0.64, 1]; weighted ranks [0.16, 0.32, 0.96, 1.6, 2.6]
+    # and [0.32, 0.16, 1.6, 0.96, 2.6].
+    case_2 = rank_correlations([1.0, 2, 3, 4, 5], [2.0, 1, 4, 3, 5])
+    assert case_2["weighted_spearman"] == pytest.approx(0.855837, abs=1e-6)
+    # Plain weighted Pearson on plain ranks, which this once computed, gives 0.925 on case 2.
+    assert case_2["weighted_spearman"] != pytest.approx(0.925, abs=0.01)
+
+
+def test_weighted_spearman_counts_a_tie_group_by_its_mean_weight():
+    # Ties in the oracle: the two tied points share one weighted rank (their group's mean).
+    tied = rank_correlations([1.0, 2, 3, 4], [1.0, 2, 2, 3])
+    untied = rank_correlations([1.0, 2, 3, 4], [1.0, 2, 2.5, 3])
+    assert 0 < tied["weighted_spearman"] < untied["weighted_spearman"] == pytest.approx(1.0)
 
 
 def test_rank_correlations_are_nan_for_too_few_or_constant_points():
@@ -279,9 +298,11 @@ def test_rank_correlations_are_nan_for_too_few_or_constant_points():
     assert math.isnan(result["spearman"]) and math.isnan(result["weighted_spearman"])
 
 
-def test_a_failed_validator_value_counts_as_the_worst():
-    result = rank_correlations([math.nan, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4])
-    assert result["spearman"] == pytest.approx(1.0)
+def test_a_failed_validator_value_counts_as_the_worst_finite_one():
+    failed = rank_correlations([math.nan, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4])
+    tied_with_worst = rank_correlations([2.0, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4])
+    assert failed == pytest.approx(tied_with_worst)
+    assert failed["spearman"] == pytest.approx(3 / math.sqrt(10))
 
 
 # --- all target validators -------------------------------------------------------------------
@@ -297,3 +318,96 @@ def test_target_validators_reports_every_validator_under_its_metric_name():
     assert scores[m.BNM] == pytest.approx(batch_nuclear_norm(probabilities))
     assert scores[m.SND] == pytest.approx(soft_neighborhood_density(probabilities))
     assert scores[m.CLASS_AMI] == pytest.approx(1.0)
+
+
+def test_importance_weights_recover_a_known_density_ratio():
+    # Source N(0, 1), target N(1, 1): p_t / p_s = exp(x - 1/2), linear in x on the log scale.
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(4000, 1, generator=generator, dtype=torch.float64)
+    target = torch.randn(4000, 1, generator=generator, dtype=torch.float64) + 1.0
+    query = torch.tensor([[-1.0], [0.0], [1.0], [2.0]], dtype=torch.float64)
+    log_ratio = domain_log_ratio(source, target, query)
+    assert log_ratio == pytest.approx([-1.5, -0.5, 0.5, 1.5], abs=0.15)
+    # IWCV of the loss L(x) = x on source samples estimates its target mean, E_t[x] = 1
+    # (the unweighted source mean is 0); the scores are negated risks.
+    source_val = torch.randn(4000, 1, generator=generator, dtype=torch.float64)
+    scores = importance_weighted_scores(source_val, source_val[:, 0], source, target)
+    assert -scores[m.IWCV] == pytest.approx(1.0, abs=0.15)
+    assert -scores[m.DEV] == pytest.approx(1.0, abs=0.15)
+
+
+def test_devn_normalises_the_weights_to_mean_one_before_weighting():
+    generator = torch.Generator().manual_seed(1)
+    source = torch.randn(2000, 1, generator=generator, dtype=torch.float64)
+    target = torch.randn(2000, 1, generator=generator, dtype=torch.float64) + 1.0
+    source_val = torch.linspace(-2, 2, 9, dtype=torch.float64)[:, None]
+    losses = torch.arange(9.0, dtype=torch.float64)
+    weights = np.exp(domain_log_ratio(source, target, source_val))
+    scaled = weights / weights.max()
+    expected = np.mean((scaled - scaled.mean() + 1) * losses.numpy())
+    scores = importance_weighted_scores(source_val, losses, source, target)
+    assert -scores[m.DEVN] == pytest.approx(expected)
+    assert -scores[m.IWCV] == pytest.approx(np.mean(weights * losses.numpy()))
+
+
+# --- MixVal ------------------------------------------------------------------------------------
+
+
+def _mixval(predict, inputs, seed=0, batch_size=None):
+    mixval = MixVal(seed=seed)
+    batch_size = batch_size or len(inputs)
+    for start in range(0, len(inputs), batch_size):
+        batch = inputs[start : start + batch_size]
+        mixval.add(predict, batch, predict(batch))
+    return mixval.scores()
+
+
+def test_mixval_is_one_for_a_model_that_follows_the_dominant_input():
+    # Inputs are class indicator vectors; the model's logits are its inputs, so a mix
+    # 0.55 e_a + 0.45 e_b is predicted as a, the dominant input's class, for every pair.
+    inputs = F.one_hot(torch.arange(40) % 4, 4).float()
+    scores = _mixval(lambda x: x, inputs, batch_size=16)
+    assert scores == {m.MIXVAL_INTRA: 1.0, m.MIXVAL_INTER: 1.0, m.MIXVAL: 1.0}
+
+
+def test_mixval_is_low_for_a_collapsed_model_and_one_that_follows_the_partner():
+    inputs = F.one_hot(torch.arange(40) % 4, 4).float()
+    collapsed = _mixval(lambda x: torch.ones(len(x), 4) * torch.tensor([0.0, 1, 0, 0]), inputs)
+    # Every pair is in one class: intra is trivially right, and no pair shows two classes apart.
+    assert collapsed == {m.MIXVAL_INTRA: 1.0, m.MIXVAL_INTER: 0.0, m.MIXVAL: 0.5}
+    # A model that predicts a mix's minor input gets every inter-class pair wrong.
+    minor = _mixval(lambda x: torch.where(x > 0.5, 0.0, x) + 2 * (x == 1), inputs)
+    assert minor[m.MIXVAL_INTER] == 0.0 and minor[m.MIXVAL_INTRA] == 1.0
+
+
+def test_mixval_pairs_by_its_seed():
+    # A model right on mixes of classes 0 and 1 only: which pairs it sees decides its score.
+    inputs = F.one_hot(torch.arange(64) % 4, 4).float()
+
+    def predict(x):
+        dominant = x.argmax(1)
+        wrong = (dominant >= 2) & (x.max(1).values < 1)
+        return F.one_hot(torch.where(wrong, (dominant + 1) % 4, dominant), 4).float()
+
+    assert _mixval(predict, inputs, seed=3) == _mixval(predict, inputs, seed=3)
+    inter = {_mixval(predict, inputs, seed=seed)[m.MIXVAL_INTER] for seed in range(5)}
+    assert len(inter) > 1 and all(0 < value < 1 for value in inter)
+
+
+# --- EnsV -------------------------------------------------------------------------------------
+
+
+def test_ensemble_agreement_scores_an_outlier_candidate_lowest():
+    # Three candidates on four samples, two classes. A and B agree but on sample 3; C (the
+    # outlier) predicts class 1 everywhere. Mean softmax per sample: class 0 wins on samples
+    # 0, 1 (A, B confident), class 1 on 2 and 3, so the consensus is [0, 0, 1, 1].
+    a = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.6, 0.4]])
+    b = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
+    c = torch.tensor([[0.4, 0.6], [0.3, 0.7], [0.1, 0.9], [0.2, 0.8]])
+    scores = ensemble_agreement(torch.stack([a, b, c]))
+    assert scores.tolist() == pytest.approx([0.75, 1.0, 0.5])
+
+
+def test_ensemble_agreement_rejects_a_flat_input():
+    with pytest.raises(ValueError, match="M x N x K"):
+        ensemble_agreement(torch.rand(4, 2))

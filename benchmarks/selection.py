@@ -1,0 +1,205 @@
+"""The regret benchmark: how good is each label-free selector's pick of a real search?
+
+    python benchmarks/selection.py --pairs mnist_mnistm --methods dann cgdm --seeds 0 1 2
+
+For every offline pair x method x seed, one run of the method's shipped search
+(``search_spaces/<method>.yaml`` on the pair's domains, ``search.searcher.seed`` and
+``train.seed`` set to the seed), plus the source-only search of the same pair and seed. Each
+search's candidates (every epoch of every trial that did not fail, with every label-free
+criterion and EnsV's agreement; ``raydm.report.scored_points``) are saved to
+``--out/<pair>-<method>-seed<k>.csv``; a search whose file exists is not run again, so the
+benchmark resumes where it stopped and ``--analyse-only`` re-reads what is there.
+
+For every criterion of ``raydm.metrics.LABEL_FREE``, per search:
+
+- the oracle target accuracy of its pick (the point where it is best);
+- regret: the search's best oracle point minus the pick's;
+- gain: the pick's oracle accuracy minus that of the same criterion's pick in the source-only
+  search of the same pair and seed;
+- the weighted Spearman correlation (Musgrave et al. 2022) of the criterion with the oracle.
+
+The summary ranks the criteria by their mean regret over every pair and method: the shipped
+default is chosen from that mean, never per pair (that would use target labels in hindsight).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from target_accuracy import PAIRS
+
+from raydm import metrics as m
+from raydm.report import load_experiment, scored_points
+from raydm.selection import TRIAL_ID, by_metric
+from raydm.validators import rank_correlations
+
+SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+BASELINE = "source_only"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    parser.add_argument("--methods", nargs="+", default=["dann", "cgdm"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/selection"))
+    parser.add_argument("--root", default="~/.cache/raydm")
+    parser.add_argument("--set", nargs="*", default=[], help="overrides for every search")
+    parser.add_argument("--analyse-only", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.analyse_only:
+        for seed in args.seeds:  # a seed of every pair first, so a cut-off run is balanced
+            for pair in args.pairs:
+                for method in [BASELINE, *args.methods]:
+                    _search(pair, method, seed, args)
+    analyse(args.out, args.pairs, args.methods, args.seeds)
+
+
+def _points_file(out: Path, pair: str, method: str, seed: int) -> Path:
+    return out / f"{pair}-{method}-seed{seed}.csv"
+
+
+def _search(pair: str, method: str, seed: int, args) -> None:
+    path = _points_file(args.out, pair, method, seed)
+    if path.exists():
+        return
+    overrides = [
+        *PAIRS[pair].data,
+        f"data.root={args.root}",
+        f"search.searcher.seed={seed}",
+        f"train.seed={seed}",
+        *args.set,
+    ]
+    with tempfile.TemporaryDirectory() as storage:
+        command = [sys.executable, "-m", "raydm.cli", "tune", "--space"]
+        command += [str(SPACES / f"{method}.yaml"), "--storage-path", storage, "--name", "search"]
+        command += [part for override in overrides for part in ("--set", override)]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - started
+        points = scored_points(load_experiment(Path(storage) / "search"))
+    points.assign(search_wall_s=wall).to_csv(path, index=False)
+    print(f"{path.name}: {len(points)} points in {wall:.0f} s", flush=True)
+
+
+def score(points: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, dict[str, float]]:
+    """Per criterion: the pick's oracle accuracy, regret, gain over the baseline's pick with the
+    same criterion, and weighted Spearman, for one search's points."""
+    oracle = points[m.TARGET_ACC]
+    scores = {}
+    for name in m.LABEL_FREE:
+        pick = by_metric(points, name, m.SELECTABLE.get(name, "max"))
+        if pick is None:
+            continue
+        at_pick = _oracle_at(points, pick)
+        sign = -1.0 if m.SELECTABLE.get(name) == "min" else 1.0
+        values = sign * pd.to_numeric(points[name], errors="coerce")
+        known = values.notna()
+        gain = math.nan
+        if baseline is not None:
+            baseline_pick = by_metric(baseline, name, m.SELECTABLE.get(name, "max"))
+            if baseline_pick is not None:
+                gain = at_pick - _oracle_at(baseline, baseline_pick)
+        scores[name] = {
+            "oracle_at_pick": at_pick,
+            "regret": float(oracle.max()) - at_pick,
+            "gain": gain,
+            "weighted_spearman": rank_correlations(values[known], oracle[known])[
+                "weighted_spearman"
+            ],
+        }
+    return scores
+
+
+def _oracle_at(points: pd.DataFrame, pick) -> float:
+    row = (points[TRIAL_ID].astype(str) == pick.trial_id) & (points[m.EPOCH] == pick.epoch)
+    return float(points.loc[row, m.TARGET_ACC].iloc[0])
+
+
+def analyse(out: Path, pairs: list[str], methods: list[str], seeds: list[int]) -> None:
+    rows = []
+    for pair in pairs:
+        for seed in seeds:
+            baseline_file = _points_file(out, pair, BASELINE, seed)
+            baseline = (
+                pd.read_csv(baseline_file, dtype={TRIAL_ID: str})
+                if baseline_file.exists()
+                else None
+            )
+            for method in [BASELINE, *methods]:
+                path = _points_file(out, pair, method, seed)
+                if not path.exists():
+                    continue
+                points = pd.read_csv(path, dtype={TRIAL_ID: str})
+                against = None if method == BASELINE else baseline
+                best = float(points[m.TARGET_ACC].max())
+                for name, values in score(points, against).items():
+                    rows.append(
+                        {
+                            "pair": pair,
+                            "method": method,
+                            "seed": seed,
+                            "criterion": name,
+                            "best_oracle": best,
+                            **values,
+                        }
+                    )
+    if not rows:
+        print("no searches measured yet")
+        return
+    table = pd.DataFrame(rows)
+    print(
+        "| pair | method | seed | best oracle point | source_acc pick | mixval_inter pick "
+        "| ensv pick |\n|---|---|---|---|---|---|---|"
+    )
+    for (pair, method, seed), group in table.groupby(["pair", "method", "seed"], sort=False):
+        by = group.set_index("criterion")["oracle_at_pick"]
+        print(
+            f"| {pair} | {method} | {seed} | {group['best_oracle'].iloc[0]:.3f} | "
+            + " | ".join(
+                f"{by.get(name, math.nan):.3f}"
+                for name in (m.SOURCE_VAL_ACC, m.MIXVAL_INTER, m.ENSV)
+            )
+            + " |"
+        )
+    adapted = table[table["method"] != BASELINE]
+    searches = adapted.groupby(["pair", "method", "seed"]).ngroups
+    print(
+        f"\nover {searches} adapted searches (every pair and method; source-only searches "
+        "only as the gain's baseline):"
+    )
+    print(
+        "| criterion | mean regret | max regret | mean gain over source-only's pick "
+        "| picks that beat it | mean weighted Spearman |\n|---|---|---|---|---|---|"
+    )
+    summary = []
+    for name, group in adapted.groupby("criterion"):
+        gains = group["gain"].dropna()
+        summary.append(
+            (
+                group["regret"].mean(),
+                name,
+                group["regret"].max(),
+                gains.mean() if len(gains) else math.nan,
+                f"{int((gains > 0).sum())}/{len(gains)}",
+                statistics.fmean(v for v in group["weighted_spearman"] if math.isfinite(v))
+                if group["weighted_spearman"].notna().any()
+                else math.nan,
+            )
+        )
+    for regret, name, worst, gain, beats, spearman in sorted(summary):
+        print(f"| {name} | {regret:.4f} | {worst:.4f} | {gain:+.4f} | {beats} | {spearman:.3f} |")
+    print(f"\nlowest mean regret: {sorted(summary)[0][1]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The final pick of a search: one (trial, epoch) point, chosen without target labels.
+
+A search ends with candidates: every epoch of every trial that did not fail. ``search.metric``
+steers TPE and ASHA while the search runs; ``search.select`` (by default the same metric)
+chooses among the candidates afterwards:
+
+- a reported metric: the point where it is best, over every epoch of every trial;
+- ``ensv`` (EnsV, Hu et al., NeurIPS 2024): the point whose target predictions agree most with
+  the ensemble of all candidates (``raydm.validators.ensemble_agreement``). It needs each
+  point's softmax on the validation target subset, which every checkpoint keeps.
+
+Ties go to the first point in the order given (the search's ranking, then epoch order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from raydm import metrics as m
+from raydm.validators import ensemble_agreement
+
+TRIAL_ID = "trial_id"
+# In each checkpoint: every epoch's float16 softmax on the validation target subset so far,
+# {epoch: N x K}. Tune keeps one checkpoint per trial, so the last one holds all its epochs.
+SOFTMAX_FILE = "target_softmax.pt"
+
+Point = tuple[str, int]  # (trial id, epoch)
+
+
+@dataclass(frozen=True)
+class Pick:
+    selector: str
+    trial_id: str
+    epoch: int
+    value: float  # the selector's value at the pick: the metric, or EnsV's agreement
+
+    def describe(self) -> str:
+        return f"{self.selector} = {self.value:.4f} at trial {self.trial_id}, epoch {self.epoch}"
+
+
+def selector_of(select: str | None, metric: str) -> str:
+    """What a search's final pick ranks by: ``search.select``, or else ``search.metric``."""
+    return select or metric
+
+
+def candidates(histories: pd.DataFrame, eligible: set[str]) -> pd.DataFrame:
+    """One row per (trial, epoch) report of the ``eligible`` trials (the last report of an
+    epoch a resumed trial reported twice), in the order given."""
+    points = histories[histories[TRIAL_ID].isin(eligible) & histories[m.EPOCH].notna()]
+    points = points.drop_duplicates([TRIAL_ID, m.EPOCH], keep="last")
+    return points.assign(**{m.EPOCH: points[m.EPOCH].astype(int)}).reset_index(drop=True)
+
+
+def by_metric(points: pd.DataFrame, metric: str, mode: str | None = None) -> Pick | None:
+    """The point where ``metric`` is best (``mode``, by default its direction in
+    ``m.SELECTABLE``); None when no point reported a finite value."""
+    if metric not in points:
+        return None
+    values = pd.to_numeric(points[metric], errors="coerce")
+    values = values[np.isfinite(values)]
+    if values.empty:
+        return None
+    row = values.idxmax() if (mode or m.SELECTABLE[metric]) == "max" else values.idxmin()
+    return Pick(metric, str(points.at[row, TRIAL_ID]), int(points.at[row, m.EPOCH]), values[row])
+
+
+def ensv_scores(softmaxes: Mapping[Point, torch.Tensor]) -> dict[Point, float]:
+    """EnsV's agreement of each point with the ensemble of all of them."""
+    if not softmaxes:
+        return {}
+    stacked = torch.stack([p.float() for p in softmaxes.values()])
+    return dict(zip(softmaxes, ensemble_agreement(stacked).tolist(), strict=True))
+
+
+def by_ensv(points: pd.DataFrame, softmaxes: Mapping[Point, torch.Tensor]) -> Pick | None:
+    order = [(str(t), int(e)) for t, e in zip(points[TRIAL_ID], points[m.EPOCH], strict=True)]
+    kept = {point: softmaxes[point] for point in order if point in softmaxes}
+    scores = ensv_scores(kept)
+    if not scores:
+        return None
+    best = max(scores, key=lambda point: scores[point])  # the first of equal scores
+    return Pick(m.ENSV, best[0], best[1], scores[best])
+
+
+def select(
+    points: pd.DataFrame,
+    selector: str,
+    softmaxes: Mapping[Point, torch.Tensor] | None = None,
+    mode: str | None = None,
+) -> Pick | None:
+    """The final pick among ``points`` by ``selector`` (a metric name, best by ``mode``, or
+    ``m.ENSV``)."""
+    if selector == m.ENSV:
+        return by_ensv(points, softmaxes or {})
+    return by_metric(points, selector, mode)
+
+
+def read_softmaxes(checkpoint_dir: Path, trial_id: str) -> dict[Point, torch.Tensor]:
+    """The per-epoch target softmax one trial's checkpoint holds ({} if it holds none)."""
+    path = Path(checkpoint_dir) / SOFTMAX_FILE
+    if not path.is_file():
+        return {}
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return {(trial_id, int(epoch)): probabilities for epoch, probabilities in saved.items()}
