@@ -206,10 +206,11 @@ def domain_log_ratio(
     ``DOMAIN_CLASSIFIER_DIMENSIONS``, projected on their leading principal components. The
     classes are weighted as balanced, so the classifier's log odds estimate the density ratio
     directly; with unweighted classes they would include log(n_t / n_s), which DEV's reference
-    code removes by multiplying the odds by n_s / n_t. As DEV selects its domain classifier's weight decay on held-out data,
-    the inverse regularisation strength is chosen from ``DOMAIN_CLASSIFIER_CS`` by
-    cross-validated log loss (a density ratio needs the classifier's probabilities to be right,
-    not just its decisions). Log ratios are clipped at +-``MAX_LOG_RATIO``.
+    code removes by multiplying the odds by n_s / n_t. As DEV selects its domain classifier's
+    weight decay on held-out data, the inverse regularisation strength is chosen from
+    ``DOMAIN_CLASSIFIER_CS`` by cross-validated log loss (a density ratio needs the classifier's
+    probabilities to be right, not just its decisions). Log ratios are clipped at
+    +-``MAX_LOG_RATIO``.
     """
     source = _matrix(source_features, "source_features").flatten(1).numpy()
     target = _matrix(target_features, "target_features").flatten(1).numpy()
