@@ -218,6 +218,16 @@ def scored_points(experiment: Experiment) -> pd.DataFrame:
         row[TRIAL_ID] for row in experiment.results if row.get("status") in ("completed", "stopped")
     }
     points = selection.candidates(experiment.histories, eligible)
+    softmaxes = saved_softmaxes(experiment)
+    order = list(zip(points[TRIAL_ID].astype(str), points[m.EPOCH].astype(int), strict=True))
+    scores = selection.ensv_scores(
+        {point: softmaxes[point] for point in order if point in softmaxes}
+    )
+    return points.assign(**{m.ENSV: [scores.get(point, math.nan) for point in order]})
+
+
+def saved_softmaxes(experiment: Experiment) -> dict[selection.Point, torch.Tensor]:
+    """Each (trial, epoch)'s target softmax, from each trial's last checkpoint."""
     softmaxes = {}
     trial_ids = [row[TRIAL_ID] for row in experiment.results]
     for directory in (experiment.path or Path("/nonexistent")).glob(f"{TRIAL_DIR_PREFIX}*"):
@@ -225,11 +235,7 @@ def scored_points(experiment: Experiment) -> pd.DataFrame:
         if checkpoints:
             trial_id = _trial_id_of(directory.name, trial_ids)
             softmaxes.update(selection.read_softmaxes(checkpoints[-1], trial_id))
-    order = list(zip(points[TRIAL_ID].astype(str), points[m.EPOCH].astype(int), strict=True))
-    scores = selection.ensv_scores(
-        {point: softmaxes[point] for point in order if point in softmaxes}
-    )
-    return points.assign(**{m.ENSV: [scores.get(point, math.nan) for point in order]})
+    return softmaxes
 
 
 def validator_table(experiment: Experiment) -> list[dict[str, Any]]:
@@ -377,6 +383,8 @@ def render_text(experiment: Experiment) -> str:
     lines.append("")
     best = experiment.best_config_path
     lines.append(f"best config: {best if best is not None else 'none'}")
+    if best is not None:  # its first line says what picked it, and where
+        lines.append(best.read_text().splitlines()[0].removeprefix("# "))
     failed = _failed(experiment)
     lines.append("")
     lines.append(f"failed trials: {len(failed) or 'none'}")

@@ -179,6 +179,8 @@ def test_render_text_shows_leaderboard_best_config_failures_and_validators(exper
     row_d = next(line for line in lines if line.startswith(D)).split()
     assert row_d[1] == "failed" and row_d[5] == "nan"
     assert f"best config: {experiment_dir / 'best.yaml'}" in lines
+    picked_by = lines[lines.index(f"best config: {experiment_dir / 'best.yaml'}") + 1]
+    assert picked_by.startswith(f"Selected by raydm with {m.SOURCE_VAL_ACC}: trial {A}")
     assert f"  {D}: {REASON}" in lines
     row_im = next(line for line in lines if line.startswith(m.IM)).split()
     assert row_im[:4] == [m.IM, B, "2", "0.65"] and row_im[-1] == "10"
