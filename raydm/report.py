@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from raydm import metrics as m
 from raydm import selection
