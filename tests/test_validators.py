@@ -411,3 +411,19 @@ def test_ensemble_agreement_scores_an_outlier_candidate_lowest():
 def test_ensemble_agreement_rejects_a_flat_input():
     with pytest.raises(ValueError, match="M x N x K"):
         ensemble_agreement(torch.rand(4, 2))
+
+
+def test_mixval_scores_only_its_first_samples():
+    # A first batch of 5 the model gets right under mixing, then 27 it gets wrong (it always
+    # answers class 3): only the first 5 count when MixVal takes 5 samples.
+    inputs = F.one_hot(torch.arange(32) % 4, 4).float()
+
+    def scores(samples):
+        mixval = MixVal(seed=0, samples=samples)
+        mixval.add(lambda x: x, inputs[:5], inputs[:5])
+        wrong = lambda x: F.one_hot(torch.full((len(x),), 3), 4).float()  # noqa: E731
+        mixval.add(wrong, inputs[5:], inputs[5:])
+        return mixval.scores()
+
+    assert scores(5)[m.MIXVAL] == 1.0
+    assert scores(32)[m.MIXVAL] < 0.6
