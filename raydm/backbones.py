@@ -54,6 +54,7 @@ class Backbone:
     build: Callable[[BackboneArgs, tuple[int, ...]], nn.Module]
     description: str
     image_input: ImageInput | None = None
+    min_size: int = 1  # the smallest square image side its layers can take
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
@@ -78,6 +79,16 @@ class MLP(nn.Sequential):
         self.out_features = width
 
 
+def _flat_width(layers: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """The width of ``layers``' flattened output for one input of ``input_shape``, from a
+    forward pass in evaluation mode (so batch norm's running statistics stay as they are)."""
+    layers.eval()
+    with torch.no_grad():
+        width = layers(torch.zeros(1, *input_shape)).flatten(1).shape[1]
+    layers.train()
+    return width
+
+
 class LeNetArgs(BackboneArgs):
     batch_norm: bool = Field(False, description="BatchNorm after each conv (CGDM's variant).")
 
@@ -86,7 +97,7 @@ class LeNet(nn.Sequential):
     """The digits encoder of DANN (Ganin & Lempitsky 2015): conv5x5-32, pool, conv5x5-48, pool."""
 
     def __init__(self, args: LeNetArgs, input_shape: tuple[int, ...]) -> None:
-        channels, height, width = input_shape
+        channels = input_shape[0]
 
         # ReLU after max-pooling is the same function (max commutes with a non-decreasing map)
         # and gradient, on a quarter of the elements; it is most of an epoch's memory traffic.
@@ -95,7 +106,7 @@ class LeNet(nn.Sequential):
             return [nn.Conv2d(cin, cout, 5), *norm, nn.MaxPool2d(2), nn.ReLU(inplace=True)]
 
         super().__init__(*block(channels, 32), *block(32, 48), nn.Flatten())
-        self.out_features = 48 * ((height - 4) // 2 - 4) // 2 * ((width - 4) // 2 - 4) // 2
+        self.out_features = _flat_width(self, input_shape)
 
 
 class DTNArgs(BackboneArgs):
@@ -106,7 +117,7 @@ class DTN(nn.Sequential):
     """The SVHN network of DANN (Ganin & Lempitsky 2015): three convs, then 3072 and 2048 units."""
 
     def __init__(self, args: DTNArgs, input_shape: tuple[int, ...]) -> None:
-        channels, height, width = input_shape
+        channels = input_shape[0]
 
         # ReLU after pooling: the same function on fewer elements, as in LeNet.
         def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
@@ -118,12 +129,12 @@ class DTN(nn.Sequential):
                 nn.ReLU(inplace=True),
             ]
 
+        convolutions = nn.Sequential(
+            *block(channels, 64, True), *block(64, 64, True), *block(64, 128, False), nn.Flatten()
+        )
         super().__init__(
-            *block(channels, 64, True),
-            *block(64, 64, True),
-            *block(64, 128, False),
-            nn.Flatten(),
-            nn.Linear(128 * ((height + 3) // 4) * ((width + 3) // 4), 3072),
+            *convolutions,
+            nn.Linear(_flat_width(convolutions, input_shape), 3072),
             nn.ReLU(),
             nn.Dropout(args.dropout),
             nn.Linear(3072, 2048),
@@ -254,8 +265,9 @@ def _torchvision_weights(depth: int) -> dict[str, torch.Tensor]:
 
 
 BACKBONES.register("mlp")(Backbone("points", MLPArgs, MLP, "fully connected, for 2-d toys"))
+# LeNet: two 5x5 convolutions, each followed by a 2x2 pooling, leave 1x1 of a 16x16 image.
 BACKBONES.register("lenet")(
-    Backbone("images", LeNetArgs, LeNet, "DANN digits encoder", DIGITS_INPUT)
+    Backbone("images", LeNetArgs, LeNet, "DANN digits encoder", DIGITS_INPUT, min_size=16)
 )
 BACKBONES.register("dtn")(Backbone("images", DTNArgs, DTN, "DANN SVHN encoder", DIGITS_INPUT))
 for _depth in (50, 101):

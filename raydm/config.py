@@ -354,6 +354,12 @@ class ExperimentConfig(Section):
             raise ValueError(
                 f"data.crop_size {data.crop_size} is larger than data.image_size {data.image_size}"
             )
+        side, key = (data.crop_size, "crop_size") if data.crop_size else (data.image_size, "image_size")
+        if side < backbone.min_size:
+            raise ValueError(
+                f"data.{key} {side} is too small for model.backbone {self.model.backbone}: "
+                f"it takes images of at least {backbone.min_size}x{backbone.min_size}"
+            )
         return self.model_copy(update={"data": data})
 
     # --- derived views -------------------------------------------------------------------

@@ -173,3 +173,28 @@ def test_digits_nets_pool_before_relu_and_compute_the_usual_function(name):
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
     for mine, expected in zip(ours_grads, [p.grad for p in net.parameters()], strict=True):
         torch.testing.assert_close(mine, expected, rtol=0, atol=0)
+
+
+CONFIG_FLOOR = 8  # data.image_size's own minimum
+
+
+@pytest.mark.parametrize("name", [n for n in BACKBONES.names() if BACKBONES.get(n).image_input])
+def test_every_image_backbone_builds_and_runs_at_every_size_up_to_40(name):
+    # The width its heads sit on must be what a batch of that size really gives.
+    entry = BACKBONES.get(name)
+    args = entry.Args(pretrained=False) if name.startswith("resnet") else entry.Args()
+    channels = entry.image_input.channels or 1
+    sizes = range(max(entry.min_size, CONFIG_FLOOR), 41)
+    network = entry.build(args, (channels, 40, 40)) if name.startswith("resnet") else None
+    for size in sizes:
+        net = (network or entry.build(args, (channels, size, size))).eval()
+        with torch.no_grad():
+            features = net(torch.zeros(2, channels, size, size))
+        assert features.shape == (2, net.out_features), (name, size)
+
+
+def test_an_image_below_the_backbones_minimum_is_refused_naming_the_key(write_space):
+    space = write_space("method: dann\nmodel: {backbone: lenet}\n")
+    assert load_config(space, ["data.image_size=16"]).data.image_size == 16
+    with pytest.raises(ConfigError, match="data.image_size 15 is too small for model.backbone"):
+        load_config(space, ["data.image_size=15"])
