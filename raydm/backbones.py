@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from raydm import downloads
+from raydm.options import Section
 from raydm.registry import Registry
 
 
-class BackboneArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class BackboneArgs(Section):
+    """Options of one entry: unknown keys, and booleans given for numbers, are refused."""
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -26,6 +25,7 @@ from raydm.backbones import BACKBONES
 from raydm.data import absolute_domain, find_domain
 from raydm.methods import METHODS
 from raydm.metrics import ENSV, SELECTABLE, SELECTORS
+from raydm.options import Section
 from raydm.registry import Registry
 from raydm.search_space import Distribution, parse_param
 
@@ -46,23 +46,6 @@ def _typed_args(registry: Registry, chosen: str | None, raw: Any) -> BaseModel |
 
 class ConfigError(Exception):
     """A user's configuration is invalid; the message is one line naming file and key."""
-
-
-class Section(BaseModel):
-    # Numbers are accepted where text is expected (--set data.root=2024 is a path), and
-    # booleans are refused where numbers are expected (true is not an epoch count).
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, coerce_numbers_to_str=True
-    )
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_numbers(cls, value: Any, info) -> Any:
-        annotation = cls.model_fields[info.field_name].annotation
-        numeric = annotation in (int, float) or bool({int, float} & set(get_args(annotation)))
-        if isinstance(value, bool) and numeric:
-            raise ValueError(f"expected a number, got {value}")
-        return value
 
 
 class DataConfig(Section):
@@ -354,7 +337,9 @@ class ExperimentConfig(Section):
             raise ValueError(
                 f"data.crop_size {data.crop_size} is larger than data.image_size {data.image_size}"
             )
-        side, key = (data.crop_size, "crop_size") if data.crop_size else (data.image_size, "image_size")
+        side, key = (
+            (data.crop_size, "crop_size") if data.crop_size else (data.image_size, "image_size")
+        )
         if side < backbone.min_size:
             raise ValueError(
                 f"data.{key} {side} is too small for model.backbone {self.model.backbone}: "

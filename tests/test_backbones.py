@@ -49,6 +49,7 @@ def test_resnet_defaults_to_the_imagenet_recipe_unless_the_user_sets_the_format(
     [
         ("data.image_channels=1", "resnet50 takes 3-channel images, but data.image_channels is 1"),
         ("data.crop_size=300", "data.crop_size 300 is larger than data.image_size 256"),
+        ("model.backbone_args.bottleneck=true", "bottleneck: expected a number, got True"),
         ("params.model.backbone={choice: [resnet50, resnet101]}", "the backbone and its weights"),
         ("params.model.backbone_args.pretrained={choice: [true, false]}", "run one search per"),
     ],

@@ -147,6 +147,9 @@ def test_set_values_are_typed_by_the_schema(write_space):
         ("train.epochs", "expected key.path=value"),
         ("method=dan", "method: unknown method 'dan'"),
         ("train.epochs=true", "train.epochs: expected a number, got True"),
+        # Method and backbone options are guarded as the sections are.
+        ("method_args.lambda_max=true", "method_args.lambda_max: expected a number, got True"),
+        ("method_args.gamma=false", "method_args.gamma: expected a number, got False"),
         ("train=[1", "--set train=[1: line 1 invalid YAML"),
     ],
 )

@@ -6,12 +6,13 @@ from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from raydm.options import Section
 
-class MethodArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class MethodArgs(Section):
+    """Options of one entry: unknown keys, and booleans given for numbers, are refused."""
 
 
 class Method(nn.Module):
