@@ -85,3 +85,29 @@ def test_different_class_sets_are_a_clear_error(data_root):
     config = DataConfig(source="moons", target="digits_handwritten", root=data_root)
     with pytest.raises(ValueError, match="only in source: \\['lower', 'upper'\\]"):
         load_domain_pair(config)
+
+
+SPRUNG = []
+
+
+def _spring():
+    SPRUNG.append(True)
+    return "code ran"
+
+
+class _Trap:
+    """Unpickling this calls _spring: what a tampered cache file could do."""
+
+    def __reduce__(self):
+        return (_spring, ())
+
+
+def test_a_cache_file_is_read_as_tensors_only_and_never_runs_code(tmp_path):
+    from raydm.data.samples import cached
+
+    path = tmp_path / "cache.pt"
+    torch.save({"inputs": _Trap()}, path)
+    built = cached(path, lambda: {"inputs": torch.ones(2)}, "a test set")
+    assert SPRUNG == []  # refused as unreadable, then built afresh
+    assert torch.equal(built["inputs"], torch.ones(2))
+    assert torch.equal(torch.load(path, weights_only=True)["inputs"], torch.ones(2))
