@@ -126,6 +126,21 @@ def outputs(
     return Outputs(torch.cat(logits), torch.cat(labels), torch.cat(features) if features else None)
 
 
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """What dropout and other random draws continue from: the CPU generator's state, and on a
+    GPU that device's generator's too (its draws come from it)."""
+    state = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
 def summarize_runs(runs: list[dict[str, float]]) -> dict[str, str]:
     """Each final metric of one or more runs of a config: the value, or "mean ± sd" (sample
     standard deviation) over several seeds."""
@@ -199,7 +214,7 @@ def fit(
         source.stream.load_state_dict(resume_from["source_stream"])
         target.stream.load_state_dict(resume_from["target_stream"])
         transform.generator.set_state(resume_from["augment_rng"])
-        torch.set_rng_state(resume_from["torch_rng"])
+        restore_rng_state(resume_from, device)
         first_epoch = resume_from["epoch"]
 
     def target_batches():
@@ -318,7 +333,7 @@ def fit(
                 "source_stream": source.stream.state_dict(),
                 "target_stream": target.stream.state_dict(),
                 "augment_rng": transform.generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
+                **rng_state(device),
                 "epoch": epoch + 1,
                 # For EnsV, which scores every (trial, epoch) of a search after it ends.
                 TARGET_SOFTMAX: target_probabilities.half(),

@@ -78,3 +78,18 @@ def test_fit_refuses_a_config_that_still_searches(data_root):
     config = load_config(SPACES / "moons.yaml", [f"data.root={data_root}"])
     with pytest.raises(ValueError, match="still searched"):
         engine.fit(config, load_domain_pair(config.data))
+
+
+def test_on_a_gpu_the_saved_state_holds_that_devices_generator_and_restores_it(monkeypatch):
+    # No GPU here: a stand-in for torch.cuda's generator checks what is saved and restored.
+    cuda_state, restored = torch.tensor([7], dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: cuda_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append(s))
+    gpu = torch.device("cuda", 0)
+    state = engine.rng_state(gpu)
+    assert torch.equal(state["cuda_rng"], cuda_state)
+    assert "cuda_rng" not in engine.rng_state(torch.device("cpu"))
+    before = torch.get_rng_state()
+    torch.rand(3)
+    engine.restore_rng_state({**state, "torch_rng": before}, gpu)
+    assert torch.equal(torch.get_rng_state(), before) and restored == [cuda_state]
