@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import torch
 
 from raydm.config import DataConfig
-from raydm.data import DOMAINS, load_domain_pair, stratified_split
+from raydm.data import DOMAINS, load_domain_pair, random_split, stratified_split
 from raydm.data.digits import build_handwritten, digit_fonts, render_printed_digits
 from raydm.data.moons import CENTRE, rotate
 
@@ -41,6 +42,35 @@ def test_splits_are_stratified_disjoint_and_seeded():
     assert torch.equal(labels[held].bincount(), torch.full((10,), 5))
     assert torch.equal(stratified_split(labels, 0.25, seed=3)[1], held)
     assert not torch.equal(stratified_split(labels, 0.25, seed=4)[1], held)
+
+
+def test_the_target_split_is_blind_to_the_target_labels(data_root, monkeypatch):
+    # The same target samples with their labels scrambled must be split the same way
+    # (scikit-learn's handwritten digits have no test split of their own).
+    import raydm.data
+
+    config = DataConfig(root=data_root, printed_per_class=10)
+    plain = load_domain_pair(config)
+    find_domain = raydm.data.find_domain
+
+    def scrambled(name):
+        entry = find_domain(name)
+        if name != config.target:
+            return entry
+
+        def build(cfg):
+            built = entry.build(cfg)
+            train = dataclasses.replace(built.train, labels=built.train.labels.flip(0))
+            return dataclasses.replace(built, train=train)
+
+        return dataclasses.replace(entry, build=build)
+
+    monkeypatch.setattr(raydm.data, "find_domain", scrambled)
+    again = load_domain_pair(config)
+    assert torch.equal(again.target_test.inputs, plain.target_test.inputs)
+    assert torch.equal(again.target_train.inputs, plain.target_train.inputs)
+    kept, held = random_split(1797, 0.3, seed=5)
+    assert len(set(kept.tolist()) & set(held.tolist())) == 0 and len(held) == round(0.3 * 1797)
 
 
 def test_digit_pair_shapes_labels_and_splits(data_root):

@@ -152,6 +152,14 @@ def stratified_split(
     return torch.cat(kept).sort().values, torch.cat(held_out).sort().values
 
 
+def random_split(count: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (kept, held_out) of ``count`` samples, ``fraction`` of them held out, drawn by a
+    seeded permutation: for the target, whose labels must not decide anything."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    cut = max(1, round(fraction * count)) if count > 1 else 0
+    return order[cut:].sort().values, order[:cut].sort().values
+
+
 class DataError(ValueError):
     """The data a config names cannot be loaded; the message is one line for the user."""
 
@@ -179,8 +187,8 @@ def load_domain_pair(config: DataConfig) -> DomainPair:
     )
     target_train, target_test = target.train, target.test
     if target_test is None:
-        train_index_t, test_index_t = stratified_split(
-            target.train.labels, config.target_test_fraction, seed_for(config.seed, "target-test")
+        train_index_t, test_index_t = random_split(
+            len(target.train), config.target_test_fraction, seed_for(config.seed, "target-test")
         )
         target_train, target_test = (
             target.train.subset(train_index_t),
