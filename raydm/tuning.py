@@ -150,7 +150,7 @@ def connect(address: str | None, echo: Echo) -> None:
     if address:
         _join(address, echo)
         return
-    cpus = os.cpu_count() or 1
+    cpus, where = available_cpus()
     # A local search needs no network: keep every Ray process on loopback, and start a Ray of
     # its own even if another runs on this machine (address="local").
     ray.init(
@@ -160,7 +160,39 @@ def connect(address: str | None, echo: Echo) -> None:
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
     )
-    echo(f"started a local Ray with {cpus} CPUs")
+    echo(f"started a local Ray with {cpus} CPUs ({where})")
+
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def available_cpus(cgroup: Path = CGROUP) -> tuple[int, str]:
+    """The CPUs this process may use, and where that count comes from: the CPUs it may be
+    scheduled on (its affinity), capped by a container's CPU quota (cgroup v2 ``cpu.max`` or
+    v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), rounded down, at least 1. os.cpu_count()
+    counts the host's CPUs, so a quota-limited container would run too many trials at once."""
+    try:
+        cpus, where = len(os.sched_getaffinity(0)), "affinity"
+    except AttributeError:  # not on Linux
+        cpus, where = os.cpu_count() or 1, "os.cpu_count"
+    quota = _cpu_quota(cgroup)
+    if quota is not None and quota < cpus:
+        return max(1, math.floor(quota)), f"cgroup CPU quota {quota:g}"
+    return cpus, where
+
+
+def _cpu_quota(cgroup: Path) -> float | None:
+    try:
+        limit, period = (cgroup / "cpu.max").read_text().split()[:2]
+        return None if limit == "max" else int(limit) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        limit = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if limit <= 0 else limit / period
+    except (OSError, ValueError):
+        return None
 
 
 def _join(address: str, echo: Echo) -> None:
@@ -474,7 +506,7 @@ def dry_run(config: ExperimentConfig, address: str | None) -> str:
     if address:
         lines.append(f"trials at once: set by the cluster at {address} when the search starts")
     else:
-        cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+        (cpus, where), gpus = available_cpus(), torch.cuda.device_count()
         # As the search would run here: on CPU without a GPU; auto's share is not known yet.
         gpu = 0.0 if not gpus else (resources.gpu if resources.gpu != "auto" else 1.0)
         here = config.model_copy(update={"resources": resources.model_copy(update={"gpu": gpu})})
@@ -482,7 +514,7 @@ def dry_run(config: ExperimentConfig, address: str | None) -> str:
         device = (
             f"{gpus} GPU" if gpu else "CPU only" + (" (no GPU here)" if resources.wants_gpu else "")
         )
-        lines.append(f"this machine: {cpus} CPUs, {device}: {at_once} trials at once")
+        lines.append(f"this machine: {cpus} CPUs ({where}), {device}: {at_once} trials at once")
     epochs, trials = config.max_epochs(), config.search.num_samples
     lines.append(f"budget: {trials} trials x {epochs} epochs = at most {trials * epochs} epochs")
     scheduler = config.search.scheduler

@@ -1,5 +1,6 @@
 """`raydm list` against the registries, and `raydm train --seeds` against separate runs."""
 
+import re
 import statistics
 
 import pytest
@@ -86,5 +87,6 @@ def test_dry_run_shows_the_search_and_starts_nothing(space):
     epochs = config.max_epochs()
     trials = config.search.num_samples
     assert f"budget: {trials} trials x {epochs} epochs = at most {trials * epochs} epochs" in out
+    assert re.search(r"this machine: \d+ CPUs \((affinity|cgroup CPU quota [\d.]+)\)", out)
     assert out.rstrip().endswith("dry run: nothing started")
     assert not ray.is_initialized()

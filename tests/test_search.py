@@ -1,4 +1,5 @@
 import csv
+import os
 
 import optuna
 import pytest
@@ -10,7 +11,7 @@ from raydm.cli import main
 from raydm.config import load_config
 from raydm.report import load_experiment, scored_points
 from raydm.search_space import to_tune_space
-from raydm.tuning import PruningAwareOptunaSearch, build_searcher
+from raydm.tuning import PruningAwareOptunaSearch, available_cpus, build_searcher
 from tests.conftest import SPACES
 
 
@@ -216,3 +217,17 @@ def test_a_search_selecting_with_ensv_picks_the_most_agreeing_point_and_says_so(
     with (experiment / "results.csv").open() as handle:
         lrs = {row["trial_id"]: float(row["train.lr"]) for row in csv.DictReader(handle)}
     assert picked_lr == pytest.approx(lrs[best["trial_id"]])
+
+
+def test_the_local_cpu_count_honours_a_container_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert available_cpus(tmp_path) == (16, "affinity")  # no cgroup files: the affinity
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == (16, "affinity")
+    (tmp_path / "cpu.max").write_text("250000 100000\n")  # cgroup v2: 2.5 CPUs
+    assert available_cpus(tmp_path) == (2, "cgroup CPU quota 2.5")
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")  # cgroup v1: half a CPU
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus(tmp_path) == (1, "cgroup CPU quota 0.5")
