@@ -34,6 +34,16 @@ def _result(epoch: int, value: float, best: float | None = None) -> dict:
     }
 
 
+def test_the_private_optuna_search_state_raydm_relies_on_is_there():
+    # PruningAwareOptunaSearch reads and writes these; a Ray that renames them must fail here,
+    # loudly, and not in a user's search (pyproject pins the Ray minor this passes on).
+    searcher = _searcher(max_epochs=4)
+    searcher.suggest("a")
+    assert isinstance(searcher._ot_study, optuna.study.Study), "OptunaSearch._ot_study changed"
+    assert isinstance(searcher._ot_trials.get("a"), optuna.trial.Trial), "_ot_trials changed"
+    assert isinstance(searcher._completed_trials, set), "_completed_trials changed"
+
+
 def test_early_stopped_trial_is_told_to_optuna_as_pruned():
     searcher = _searcher(max_epochs=4)
     for trial_id in ("stopped", "finished"):
