@@ -80,8 +80,13 @@ def main() -> None:
 )
 @click.option("--address", help="Join this Ray cluster (e.g. auto) instead of starting one.")
 @click.option("--resume", is_flag=True, help="Continue the experiment --name where it stopped.")
+@click.option(
+    "--force-resume",
+    is_flag=True,
+    help="With --resume: continue even though the search differs from the experiment's.",
+)
 @click.option("--dry-run", is_flag=True, help="Validate and show what would run; start nothing.")
-def tune(space, overrides, name, storage_path, address, resume, dry_run) -> None:
+def tune(space, overrides, name, storage_path, address, resume, force_resume, dry_run) -> None:
     """Search hyperparameters with Optuna (TPE) and ASHA on Ray Tune.
 
     \b
@@ -101,7 +106,7 @@ def tune(space, overrides, name, storage_path, address, resume, dry_run) -> None
         fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
     from raydm.backbones import WeightsError
     from raydm.data import DataError
-    from raydm.tuning import ClusterError, leaderboard, run_search
+    from raydm.tuning import ClusterError, ResumeError, leaderboard, run_search
 
     try:
         outcome = run_search(
@@ -110,10 +115,13 @@ def tune(space, overrides, name, storage_path, address, resume, dry_run) -> None
             storage_path=storage_path,
             address=address,
             resume=resume,
+            force_resume=force_resume,
             echo=click.echo,
         )
     except (DataError, WeightsError) as err:
         fail(f"{space}: {err}", USAGE_ERROR)
+    except ResumeError as err:
+        fail(str(err), USAGE_ERROR)
     except ClusterError as err:
         fail(f"--address: {err}", RUNTIME_ERROR)
     click.echo("")

@@ -365,12 +365,15 @@ def run_search(
     storage_path: str = "results",
     address: str | None = None,
     resume: bool = False,
+    force_resume: bool = False,
     echo: Echo = print,
 ) -> SearchOutcome:
     name = name or default_name(config)
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).expanduser().resolve())
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
+    if resume and not force_resume:
+        check_same_search(config, experiment_path)
     echo("preparing data ...")
     # First: bad data or weights stop the search before Ray starts. Both are loaded once and
     # reach every trial through the object store.
@@ -464,6 +467,64 @@ def final_pick(grid, trials: list[TrialSummary], config: ExperimentConfig, echo:
         echo(f"search.select {selector}: nothing to rank by; picking by {config.search.metric}")
         pick = selection.by_metric(points, config.search.metric, config.search.mode)
     return pick
+
+
+class ResumeError(ValueError):
+    """--resume names an experiment of another search; the message is one line."""
+
+
+# Keys a resumed search may change: where it runs, not what it searches.
+RESUMABLE_CHANGES = ("data.root", "resources.", "search.max_concurrent", "search.max_failures")
+
+
+def check_same_search(config: ExperimentConfig, experiment_path: str) -> None:
+    """Refuse to resume ``experiment_path`` with a search that differs from the one it holds
+    (its search_space.yaml): trials of two searches would be mixed in one study and ranking."""
+    saved_text = _read_storage(f"{experiment_path}/{SPACE_FILE}")
+    if saved_text is None:
+        return  # nothing there yet: --resume starts it
+    import yaml
+
+    from raydm.config import ConfigError, config_from_dict
+
+    try:
+        saved = config_from_dict(yaml.safe_load(saved_text), f"{experiment_path}/{SPACE_FILE}")
+    except (ConfigError, yaml.YAMLError) as err:
+        raise ResumeError(f"cannot resume: {str(err).splitlines()[0]}") from None
+    ours, theirs = _dotted(config.to_dict()), _dotted(saved.to_dict())
+    for key in [*theirs, *(k for k in ours if k not in theirs)]:
+        if key.startswith(RESUMABLE_CHANGES) or ours.get(key) == theirs.get(key):
+            continue
+        raise ResumeError(
+            f"{experiment_path}/{SPACE_FILE}: --resume with another search: {key} is "
+            f"{ours.get(key)!r} now but {theirs.get(key)!r} in the experiment (use --force-resume "
+            "to continue it anyway, or another --name for a new search)"
+        )
+
+
+def _dotted(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict) or (prefix.startswith("params.") and prefix.count(".") > 1):
+        return {prefix.rstrip("."): node}
+    if not node:
+        return {prefix.rstrip("."): node}
+    flat = {}
+    for key, value in node.items():
+        flat.update(_dotted(value, f"{prefix}{key}."))
+    return flat
+
+
+def _read_storage(path: str) -> str | None:
+    """A text file from a local path or remote storage (s3://...), None if it is not there."""
+    if "://" not in path:
+        file = Path(path)
+        return file.read_text() if file.is_file() else None
+    import pyarrow.fs
+
+    filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+    if filesystem.get_file_info(inner).type != pyarrow.fs.FileType.File:
+        return None
+    with filesystem.open_input_stream(inner) as stream:
+        return stream.read().decode()
 
 
 def _copy_to_storage(experiment_dir: Path, experiment_path: str) -> None:

@@ -228,3 +228,36 @@ def test_a_token_protected_cluster_is_joined_with_the_token_and_refused_without(
         f"raydm: error: --address: cannot join the Ray cluster at {address}"
     )
     assert "no Ray auth token here" in without.stderr
+
+
+def test_an_asha_search_interrupted_and_resumed_keeps_its_stops_and_trials(tmp_path):
+    space = tmp_path / "space.yaml"
+    asha = "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}"
+    space.write_text(
+        _space(tmp_path, epochs=4, iters=400, samples=4).replace("scheduler: {type: fifo}", asha)
+    )
+    storage = tmp_path / "results"
+    search = _tune(space, storage)
+    _wait_for(lambda: sum(len(e) for e in _epochs(storage).values()) >= 3, 120, search)
+    search.send_signal(signal.SIGINT)
+    output, _ = search.communicate(timeout=120)
+    assert search.returncode == 130, output
+    interrupted = _epochs(storage)
+
+    resumed = _tune(space, storage, "--resume")
+    output, _ = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, output
+    final = _epochs(storage)
+    assert len(final) == 4 and set(interrupted) <= set(final)
+    for trial, epochs in final.items():
+        # Each epoch once, in order, from where the checkpoint left it.
+        assert epochs == list(range(1, len(epochs) + 1)), (trial, epochs)
+    with (storage / "run" / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    statuses = {row["trial_id"]: (row["status"], int(row["epochs"])) for row in rows}
+    assert len(statuses) == 4
+    # ASHA's rungs survived the interruption: it still stopped trials, at a rung (1 or 2).
+    assert any(status == "stopped" for status, _ in statuses.values()), statuses
+    for status, epochs in statuses.values():
+        stopped_at_a_rung = status == "stopped" and epochs in (1, 2)
+        assert stopped_at_a_rung or (status, epochs) == ("completed", 4), statuses

@@ -241,3 +241,37 @@ def test_the_local_cpu_count_honours_a_container_quota(tmp_path, monkeypatch):
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")  # cgroup v1: half a CPU
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert available_cpus(tmp_path) == (1, "cgroup CPU quota 0.5")
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ("search.metric=val/im", "search.metric"),
+        ("train.epochs=5", "train.epochs"),
+        ("params.train.lr={loguniform: [1.0e-4, 1.0e-2]}", "params.train.lr"),
+        ("search.scheduler.grace_period=3", "search.scheduler.grace_period"),
+    ],
+)
+def test_resume_refuses_another_search_naming_the_first_changed_key(tmp_path, change, key):
+    # The experiment as a first run left it; resuming it with a change starts nothing.
+    experiment = tmp_path / "results" / "run"
+    experiment.mkdir(parents=True)
+    base = load_config(SPACES / "moons.yaml", [f"data.root={tmp_path / 'data'}"])
+    (experiment / "search_space.yaml").write_text(base.to_yaml())
+    args = ["tune", "--space", str(SPACES / "moons.yaml"), "--name", "run", "--resume"]
+    args += ["--storage-path", str(tmp_path / "results"), "--set", f"data.root={tmp_path / 'data'}"]
+    result = CliRunner().invoke(main, [*args, "--set", change])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0
+    assert f"search_space.yaml: --resume with another search: {key} is " in result.output
+    assert sorted(p.name for p in experiment.iterdir()) == ["search_space.yaml"]
+    assert not (tmp_path / "data").exists()  # refused before any data was built
+
+
+def test_resume_may_change_where_a_search_runs(tmp_path):
+    from raydm.tuning import check_same_search
+
+    base = load_config(SPACES / "moons.yaml")
+    (tmp_path / "search_space.yaml").write_text(base.to_yaml())
+    moved = load_config(SPACES / "moons.yaml", ["data.root=/elsewhere", "resources.cpu=2"])
+    check_same_search(moved, str(tmp_path))  # no error
