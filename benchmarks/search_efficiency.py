@@ -33,7 +33,8 @@ import pandas as pd
 
 from raydm import metrics as m
 from raydm import selection
-from raydm.report import TRIAL_ID, load_experiment, saved_softmaxes, scored_points
+from raydm.layout import TRIAL_ID
+from raydm.report import load_experiment, saved_softmaxes, scored_points
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 METHODS = {

@@ -105,8 +105,10 @@ def tune(space, overrides, name, storage_path, address, resume, force_resume, dr
     if resume and not name:
         fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
     from raydm.backbones import WeightsError
+    from raydm.cluster import ClusterError
     from raydm.data import DataError
-    from raydm.tuning import ClusterError, ResumeError, leaderboard, run_search
+    from raydm.results import leaderboard
+    from raydm.tuning import ResumeError, run_search
 
     try:
         outcome = run_search(

@@ -193,6 +193,14 @@ class SchedulerConfig(Section):
         "training_iteration", description="What ASHA counts (one per reported epoch)."
     )
 
+    def rungs(self, max_t: int) -> list[float]:
+        """The epochs at which ASHA compares trials (where Ray's ASHAScheduler puts its
+        rungs), then ``max_t``."""
+        grace = min(self.grace_period, max_t)
+        count = int(math.log(max_t / grace) / math.log(self.reduction_factor) + 1e-9) + 1
+        rungs = [grace * self.reduction_factor**k for k in range(count)]
+        return sorted({*(r for r in rungs if r < max_t), float(max_t)})
+
 
 class SearchConfig(Section):
     metric: str = Field("val/source_acc", description="Reported metric that ranks trials.")

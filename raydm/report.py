@@ -30,23 +30,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from raydm import layout, selection
 from raydm import metrics as m
-from raydm import selection
 from raydm.config import ConfigError, ExperimentConfig, load_config
+from raydm.layout import (
+    BEST_FILE,
+    PROGRESS_FILE,
+    RESULTS_FILE,
+    SPACE_FILE,
+    STATUSES,
+    TRIAL_DIR_PREFIX,
+    TRIAL_ID,
+)
+from raydm.results import format_table, format_value
 from raydm.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
 from raydm.validators import rank_correlations
 
-# An experiment directory: what raydm.tuning writes there (the names live here, where no Ray
-# is imported, and tuning takes them from here) and what Tune writes per trial.
-RESULTS_FILE = "results.csv"
-BEST_FILE = "best.yaml"
-SPACE_FILE = "search_space.yaml"  # the resolved search, as validated, for the record
-STUDY_FILE = "optuna.journal"  # the Optuna study, for optuna-dashboard
-PROGRESS_FILE = "progress.csv"
-TRIAL_DIR_PREFIX = "train_trial_"
-
-TRIAL_ID = "trial_id"
-STATUSES = ("completed", "stopped", "failed", "unstarted")
 STATUS_COLOURS = {
     "completed": "tab:green",
     "stopped": "tab:orange",
@@ -140,9 +139,9 @@ def _read_results(path: Path, config: ExperimentConfig) -> list[dict[str, Any]]:
 
 
 def _typed_cell(column: str, text: str, config: ExperimentConfig) -> Any:
-    if column in ("epochs", "best_epoch"):
+    if column in (layout.EPOCHS, layout.BEST_EPOCH):
         return int(float(text)) if text else 0
-    if column.startswith(("best:", "final:")):
+    if column.startswith((layout.BEST_PREFIX, layout.FINAL_PREFIX)):
         return float(text) if text else math.nan
     if column in config.params:
         return _param_value(config.params[column], text) if text else None
@@ -296,7 +295,7 @@ def param_importances(experiment: Experiment) -> dict[str, float]:
             f"param importance needs at least {MIN_IMPORTANCE_PARAMS} searched params; "
             f"this search has {len(distributions)}"
         )
-    best_column = f"best:{experiment.metric}"
+    best_column = layout.best_column(experiment.metric)
     trials = []
     for row in experiment.results:
         value = row.get(best_column, math.nan)
@@ -374,9 +373,9 @@ def render_text(experiment: Experiment) -> str:
             str(row.get("status", "")),
             format_value(row.get("epochs")),
             *(format_value(row.get(key)) for key in config.params),
-            format_value(row.get(f"best:{metric}", math.nan)),
+            format_value(row.get(layout.best_column(metric), math.nan)),
             format_value(row.get("best_epoch")),
-            format_value(row.get(f"final:{m.TARGET_ACC}", math.nan)),
+            format_value(row.get(layout.final_column(m.TARGET_ACC), math.nan)),
         ]
         for row in experiment.results
     ]
@@ -435,12 +434,12 @@ def to_json(experiment: Experiment) -> dict[str, Any]:
                 "status": row.get("status", ""),
                 "epochs": row.get("epochs", 0),
                 "params": {key: row.get(key) for key in experiment.config.params},
-                "best_value": row.get(f"best:{metric}", math.nan),
+                "best_value": row.get(layout.best_column(metric), math.nan),
                 "best_epoch": row.get("best_epoch", 0),
                 "final": {
-                    column.removeprefix("final:"): value
+                    column.removeprefix(layout.FINAL_PREFIX): value
                     for column, value in row.items()
-                    if column.startswith("final:")
+                    if column.startswith(layout.FINAL_PREFIX)
                 },
                 "reason": row.get("reason", ""),
             }
@@ -479,29 +478,6 @@ def _plain(value: Any) -> Any:
         return float(value) if math.isfinite(value) else None
     if value is None or isinstance(value, str):
         return value
-    return str(value)
-
-
-def format_table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    """Fixed-width lines: the headers, then one line per row."""
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    return lines
-
-
-def format_value(value: Any) -> str:
-    """A table cell: 4 significant digits for floats, "nan" for NaN, "" for None."""
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
     return str(value)
 
 
@@ -636,7 +612,7 @@ def _asha_rungs(experiment: Experiment):
     scheduler = experiment.config.search.scheduler
     max_t = experiment.config.max_epochs()
     if scheduler.type == "asha":
-        for rung in asha_rungs(scheduler.grace_period, scheduler.reduction_factor, max_t):
+        for rung in scheduler.rungs(max_t):
             ax.axhline(rung, color="black", linestyle="--", linewidth=0.8)
         ax.set_title(
             f"epochs per trial\ndashed: ASHA rungs (grace {scheduler.grace_period}, "
@@ -650,15 +626,6 @@ def _asha_rungs(experiment: Experiment):
     present = [s for s in STATUSES if s in statuses]
     ax.legend(handles=[Patch(color=STATUS_COLOURS[s], label=s) for s in present], loc="best")
     return figure
-
-
-def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[float]:
-    """The epochs at which ASHA compares trials (as Ray's ASHAScheduler places its rungs),
-    then ``max_t``."""
-    grace = min(grace_period, max_t)
-    count = int(math.log(max_t / grace) / math.log(reduction_factor) + 1e-9) + 1
-    rungs = [grace * reduction_factor**k for k in range(count)]
-    return sorted({*(r for r in rungs if r < max_t), float(max_t)})
 
 
 def _importance_figure(experiment: Experiment, importances: dict[str, float]):

@@ -23,12 +23,8 @@ import pandas as pd
 import torch
 
 from raydm import metrics as m
+from raydm.layout import SOFTMAX_FILE, TRIAL_ID
 from raydm.validators import ensemble_agreement
-
-TRIAL_ID = "trial_id"
-# In each checkpoint: every epoch's float16 softmax on the validation target subset so far,
-# {epoch: N x K}. Tune keeps one checkpoint per trial, so the last one holds all its epochs.
-SOFTMAX_FILE = "target_softmax.pt"
 
 Point = tuple[str, int]  # (trial id, epoch)
 

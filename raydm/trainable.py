@@ -19,11 +19,9 @@ from raydm import engine
 from raydm import metrics as m
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair
-from raydm.selection import SOFTMAX_FILE
+from raydm.layout import CONFIG_FILE, SOFTMAX_FILE, STATE_FILE
 
-STATE_FILE = "state.pt"
 BEST_KEY = "selection_best"  # sign-adjusted best of the selection metric, kept for resumes
-CONFIG_FILE = "config.yaml"
 
 
 def train_trial(

@@ -6,7 +6,7 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
-from raydm import engine, tuning
+from raydm import cluster, engine, tuning
 from raydm import metrics as m
 from raydm.cli import main
 from raydm.config import ConfigError, load_config
@@ -36,7 +36,7 @@ def test_a_diverging_loss_stops_training_with_the_reason(data_root):
     ],
 )
 def test_gpu_auto_share_by_hand(peak_gib, total_gib, share):
-    assert tuning.gpu_share(int(peak_gib * GiB), int(total_gib * GiB)) == share
+    assert cluster.gpu_share(int(peak_gib * GiB), int(total_gib * GiB)) == share
 
 
 def test_gpu_auto_probes_the_largest_batch_size(write_space):
@@ -51,7 +51,7 @@ params:
     )
     config = load_config(space)
     assert config.resources.gpu == "auto" and config.resources.wants_gpu
-    values = tuning.largest_values(config)
+    values = cluster.largest_values(config)
     assert values["train.batch_size"] == 128 and 1e-3 <= values["train.lr"] <= 1e-1
     with pytest.raises(ConfigError, match="gpu must be 0, a whole number, 1/k .* or auto"):
         load_config(space, ["resources.gpu=0.3"])
@@ -80,8 +80,8 @@ def test_joining_a_cluster_without_a_token_says_what_to_do(monkeypatch, tmp_path
     def refused(**kwargs):  # what Ray raises after its connection attempts time out
         raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
 
-    monkeypatch.setattr(tuning.ray, "init", refused)
-    monkeypatch.setattr(tuning.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(cluster.ray, "init", refused)
+    monkeypatch.setattr(cluster.ray, "is_initialized", lambda: False)
     result = CliRunner().invoke(
         main, ["tune", "--space", str(SPACES / "moons.yaml"), "--address", "10.0.0.1:6379"]
     )

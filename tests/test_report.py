@@ -8,12 +8,12 @@ import math
 import pytest
 from scipy.stats import spearmanr
 
+from raydm import layout, report
 from raydm import metrics as m
-from raydm import report, tuning
-from raydm.config import load_config
+from raydm.config import SchedulerConfig, load_config
 from raydm.report import ReportError, load_experiment, render_text, to_json, validator_table
+from raydm.results import TrialSummary, best_yaml, write_results
 from raydm.selection import Pick
-from raydm.tuning import TrialSummary, write_results
 from tests.conftest import SPACES
 
 # Trial ids as Tune writes them; "1234e567" is one pandas would read as a float if let.
@@ -56,7 +56,7 @@ def write_experiment(directory, params=None):
     if params is not None:
         config = config.model_copy(update={"params": params})
     directory.mkdir(parents=True)
-    (directory / tuning.SPACE_FILE).write_text(config.to_yaml())
+    (directory / layout.SPACE_FILE).write_text(config.to_yaml())
     metric = config.search.metric
     summaries = []
     for index, (trial_id, rows) in enumerate(ROWS.items(), start=1):
@@ -105,11 +105,11 @@ def write_experiment(directory, params=None):
                 reason=REASON if failed else "",
             )
         )
-    write_results(summaries, config, directory / tuning.RESULTS_FILE)
+    write_results(summaries, config, directory / layout.RESULTS_FILE)
     best = summaries[0]
     best_config = config.fixed({key: best.params[key] for key in config.params})
     pick = Pick(metric, best.trial_id, best.best_epoch, best.best_value)
-    (directory / tuning.BEST_FILE).write_text(tuning.best_yaml(best_config, best, pick, config))
+    (directory / layout.BEST_FILE).write_text(best_yaml(best_config, best, pick, config))
     return directory
 
 
@@ -240,9 +240,19 @@ def test_param_importance_plot_is_skipped_with_one_param(tmp_path):
     assert (tmp_path / "plots" / "learning_curves.png").exists()
 
 
-def test_asha_rungs_are_where_ray_places_them():
-    assert report.asha_rungs(1, 3.0, 10) == [1, 3, 9, 10]
-    assert report.asha_rungs(2, 2.0, 4) == [2, 4]
+@pytest.mark.parametrize(
+    ("grace", "factor", "max_t"),
+    [(1, 3.0, 10), (2, 2.0, 4), (2, 2.0, 8), (1, 2.0, 5), (3, 4.0, 50)],
+)
+def test_asha_rungs_are_where_ray_places_them(grace, factor, max_t):
+    from ray.tune.schedulers import ASHAScheduler
+
+    asha = ASHAScheduler(
+        metric="a", mode="max", max_t=max_t, grace_period=grace, reduction_factor=factor
+    )
+    milestones = sorted({float(rung[0]) for rung in asha._brackets[0]._rungs} | {max_t})
+    scheduler = SchedulerConfig(grace_period=grace, reduction_factor=factor)
+    assert scheduler.rungs(max_t) == milestones
 
 
 @pytest.mark.parametrize("missing", ["directory", "search_space.yaml", "results.csv"])

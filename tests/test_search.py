@@ -8,10 +8,11 @@ from click.testing import CliRunner
 
 from raydm import metrics as m
 from raydm.cli import main
+from raydm.cluster import available_cpus
 from raydm.config import load_config
 from raydm.report import load_experiment, scored_points
 from raydm.search_space import to_tune_space
-from raydm.tuning import PruningAwareOptunaSearch, available_cpus, build_searcher
+from raydm.tuning import PruningAwareOptunaSearch, build_searcher
 from tests.conftest import SPACES
 
 
@@ -173,24 +174,24 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
 
 
 def test_gpu_request_on_a_cluster_without_gpus_runs_on_cpu_and_says_so(monkeypatch):
-    from raydm import tuning
+    from raydm import cluster
 
     config = load_config(SPACES / "moons.yaml", ["resources.gpu=0.25"])
     said = []
-    monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 2.0})
-    assert tuning.fit_to_cluster(config, None, None, said.append).resources.gpu == 0
+    monkeypatch.setattr(cluster.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert cluster.fit_to_cluster(config, None, None, said.append).resources.gpu == 0
     assert said == ["resources.gpu is 0.25 but the cluster has no GPU: running on CPU"]
     auto = config.model_copy(
         update={"resources": config.resources.model_copy(update={"gpu": "auto"})}
     )
-    assert tuning.fit_to_cluster(auto, None, None, said.append).resources.gpu == 0
+    assert cluster.fit_to_cluster(auto, None, None, said.append).resources.gpu == 0
     assert said[-1] == "resources.gpu is auto but the cluster has no GPU: running on CPU"
-    monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
-    assert tuning.fit_to_cluster(config, None, None, said.append).resources.gpu == 0.25
+    monkeypatch.setattr(cluster.ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
+    assert cluster.fit_to_cluster(config, None, None, said.append).resources.gpu == 0.25
     assert len(said) == 2
     # A joined cluster keeps the request: its autoscaler adds GPU workers on demand.
-    monkeypatch.setattr(tuning.ray, "cluster_resources", lambda: {"CPU": 4.0})
-    joined = tuning.fit_to_cluster(config, None, None, said.append, local=False)
+    monkeypatch.setattr(cluster.ray, "cluster_resources", lambda: {"CPU": 4.0})
+    joined = cluster.fit_to_cluster(config, None, None, said.append, local=False)
     assert joined.resources.gpu == 0.25 and "autoscaler" in said[-1]
 
 
