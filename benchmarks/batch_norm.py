@@ -27,7 +27,7 @@ import plain_dann
 import torch
 from torch import nn
 
-from raydm import engine
+from raydm import engine, evaluation
 from raydm import metrics as m
 from raydm.backbones import BACKBONES
 from raydm.config import load_config
@@ -95,7 +95,7 @@ def adabn_accuracy(method, config, data) -> float:
     with torch.no_grad():
         for inputs, _ in pipeline.evaluation_batches(data.target_train, 256, loader):
             method.backbone(transform.evaluation(inputs))
-    test = engine.outputs(
+    test = evaluation.outputs(
         method, pipeline.evaluation_batches(data.target_test, 256, loader), transform
     )
     return test.accuracy()

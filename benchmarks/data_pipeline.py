@@ -14,7 +14,7 @@ the data path differs), in one run.
 
 Both feed batches of ``--batch-size`` source and as many target images, ``--iters`` of them (62:
 one epoch of the 4,000 source images). The process keeps freed memory as ``raydm`` trials do
-(``engine.keep_freed_memory``), for both pipelines. Reported per repeat: images per second
+(``memory.keep_freed_memory``), for both pipelines. Reported per repeat: images per second
 (source + target) for the data path alone and for data + training step, and for the training
 step alone on one batch fed again and again: no data pipeline, however fast, beats that, so its
 ratio to torchvision's data + step rate bounds any pipeline's speed-up on this network and core.
@@ -39,7 +39,8 @@ from raydm.backbones import BACKBONES
 from raydm.config import load_config
 from raydm.data import load_domain_pair
 from raydm.data.pipeline import Loader, TrainBatches, Transform
-from raydm.engine import build_method, keep_freed_memory, place
+from raydm.engine import build_method, place
+from raydm.memory import keep_freed_memory
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann_printed.yaml"
 

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from raydm.config import config_from_dict
 from raydm.data import DomainPair, LabelledSet
-from raydm.engine import build_method, keep_freed_memory, place
+from raydm.engine import build_method, place
+from raydm.memory import keep_freed_memory
 from raydm.methods.cgdm import (
     CGDM,
     classifier_discrepancy,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from raydm import engine, validators
+from raydm import engine, evaluation, validators
 from raydm.config import load_config
 from raydm.data import load_domain_pair, pipeline
 
@@ -32,20 +32,20 @@ def main() -> None:
     torch.set_num_threads(1)
     config = load_config(SPACE, ["params={}", "train.epochs=1", f"data.root={args.root}"])
     data = load_domain_pair(config.data)
-    method, transform, loader, source, target = engine._setup(
+    method, transform, loader, source, target = engine.setup(
         config, data, None, torch.device("cpu")
     )
     started = time.perf_counter()
     for _ in range(engine.iterations_per_epoch(config, data)):
-        engine._train_step(method, source, target, transform, progress=0.5)
+        engine.train_step(method, source, target, transform, progress=0.5)
     train_s = time.perf_counter() - started
     size = config.train.eval_batch_size
-    subset = engine._seeded_subset(data.target_train, config.train.validation_samples, 0)
-    sample = engine._seeded_subset(data.source_train, engine.IMPORTANCE_SAMPLES, 0)
+    subset = evaluation.seeded_subset(data.target_train, config.train.validation_samples, 0)
+    sample = evaluation.seeded_subset(data.source_train, evaluation.IMPORTANCE_SAMPLES, 0)
 
     def passes(part, mixval=None):
         batches = pipeline.evaluation_batches(part, size, loader)
-        return engine.outputs(method, batches, transform, keep_features=True, mixval=mixval)
+        return evaluation.outputs(method, batches, transform, keep_features=True, mixval=mixval)
 
     timings: dict[str, list[float]] = {}
 
@@ -81,19 +81,19 @@ def main() -> None:
         timed(
             "IWCV + DEV + DEVN",
             lambda v=val, s=source_train, u=unlabelled: validators.importance_weighted_scores(
-                v.features, v.losses(), s.features, u.features[: engine.IMPORTANCE_SAMPLES]
+                v.features, v.losses(), s.features, u.features[: evaluation.IMPORTANCE_SAMPLES]
             ),
         )
     medians = {name: statistics.median(values) for name, values in timings.items()}
     mixval_s = medians["validation target pass + MixVal"] - medians["validation target pass"]
-    evaluation = (
+    evaluation_s = (
         sum(value for name, value in medians.items() if name != "validation target pass + MixVal")
         + mixval_s
     )
-    epoch = train_s + evaluation
+    epoch = train_s + evaluation_s
     print(
         f"one epoch's training: {train_s:.2f} s; evaluation with every validator: "
-        f"{evaluation:.2f} s ({evaluation / epoch:.1%} of the epoch)"
+        f"{evaluation_s:.2f} s ({evaluation_s / epoch:.1%} of the epoch)"
     )
     print("| part | seconds (median) | share of the epoch |\n|---|---|---|")
     rows = {**medians, "MixVal (its mixed forward passes)": mixval_s}

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 
+from raydm import engine, evaluation
 from raydm.config import ExperimentConfig
-from raydm.data import DomainPair
+from raydm.data import DomainPair, pipeline
 from raydm.results import error_reason
 
 Echo = Callable[[str], None]
@@ -208,6 +210,36 @@ def largest_values(config: ExperimentConfig) -> dict[str, Any]:
 
 
 def _probe_peak_memory(config: ExperimentConfig, data: DomainPair, pretrained) -> tuple[int, int]:
-    from raydm.engine import peak_gpu_memory
-
     return peak_gpu_memory(config, data, pretrained)
+
+
+def peak_gpu_memory(
+    config: ExperimentConfig,
+    data: DomainPair,
+    pretrained: dict[str, torch.Tensor] | None,
+    iterations: int = 3,
+) -> tuple[int, int]:
+    """(peak bytes one trial's training reserves on this GPU, the GPU's total bytes).
+
+    Runs the last epoch's work for a few iterations (for CGDM: with pseudo-labels, so the
+    second-order gradient discrepancy is in it) and one evaluation pass of a batch.
+    """
+    device = torch.device("cuda")
+    torch.cuda.reset_peak_memory_stats(device)
+    method, transform, loader, source, target = engine.setup(config, data, pretrained, device)
+    method.train()
+    eval_size = config.train.eval_batch_size
+    method.start_epoch(
+        config.train.epochs - 1,
+        lambda: engine.prepared_inputs(data.target_train, eval_size, loader, transform),
+    )
+    for _ in range(iterations):
+        engine.train_step(method, source, target, transform, progress=1.0)
+    batches = pipeline.evaluation_batches(data.source_val, eval_size, loader)
+    evaluation.outputs(method, batches, transform)
+    source.close()
+    target.close()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_reserved(device), torch.cuda.get_device_properties(
+        device
+    ).total_memory

@@ -6,26 +6,27 @@ each epoch's metrics and state (report and checkpoint, or print).
 
 from __future__ import annotations
 
-import ctypes
 import math
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from raydm import memory
 from raydm import metrics as m
-from raydm import validators
 from raydm.backbones import BACKBONES, load_pretrained, pretrained_state
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair, pipeline
 from raydm.data.pipeline import Loader, TrainBatches, Transform
 from raydm.data.samples import seed_for
+from raydm.evaluation import Evaluation
 from raydm.methods import METHODS, Method
+
+# Key of the epoch's softmax on the validation target subset in the epoch state (float16).
+TARGET_SOFTMAX = "target_softmax"
 
 EpochCallback = Callable[[int, dict[str, float], dict[str, Any]], None]
 
@@ -57,73 +58,11 @@ def build_method(
     return method_class(config.method_args, backbone, data.num_classes, config.model, config.train)
 
 
-# glibc mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory() -> None:
-    """Let this process reuse the memory it frees instead of returning it to the system.
-
-    glibc unmaps freed blocks above a threshold and trims the heap's free top, so the megabytes
-    of activations every training step allocates are page-faulted in afresh each time; keeping
-    them took about a fifth off a LeNet DANN step here (BENCHMARKS.md). Other C libraries are
-    left as they are.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's ceiling; larger blocks are still mapped
-    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-
-
 def place(method: Method, device: torch.device, images: bool) -> Method:
     """Move ``method`` to ``device``; convolutions get the channels-last layout, which oneDNN
     (CPU) and cuDNN run faster (a LeNet forward+backward: 66 -> 42 ms here)."""
     method = method.to(device)
     return method.to(memory_format=torch.channels_last) if images else method
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """What ``method`` makes of a part of the data, on the CPU, in the part's order."""
-
-    logits: torch.Tensor
-    labels: torch.Tensor
-    features: torch.Tensor | None  # backbone features, flattened, when asked for
-
-    def accuracy(self) -> float:
-        return (self.logits.argmax(1) == self.labels).float().mean().item()
-
-    def losses(self) -> torch.Tensor:
-        return F.cross_entropy(self.logits, self.labels, reduction="none")
-
-
-@torch.no_grad()
-def outputs(
-    method: Method,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    transform: Transform,
-    keep_features: bool = False,
-    mixval: validators.MixVal | None = None,
-) -> Outputs:
-    """One evaluation pass of ``method`` over (raw inputs, labels) batches; with ``mixval``,
-    each batch's mixes are scored too, on the inputs already prepared for the pass."""
-    was_training = method.training
-    method.eval()
-    logits, labels, features = [], [], []
-    for inputs, batch_labels in batches:
-        prepared = transform.evaluation(inputs)
-        batch_features = method.backbone(prepared)
-        batch_logits = method.classify(batch_features)
-        logits.append(batch_logits.float().cpu())
-        labels.append(batch_labels.cpu())
-        if keep_features:
-            features.append(batch_features.flatten(1).cpu())
-        if mixval is not None:
-            mixval.add(lambda x: method.classify(method.backbone(x)), prepared, batch_logits)
-    method.train(was_training)
-    return Outputs(torch.cat(logits), torch.cat(labels), torch.cat(features) if features else None)
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -193,7 +132,7 @@ def fit(
     if config.params:
         raise ValueError(f"fit needs a fixed config; still searched: {', '.join(config.params)}")
     train = config.train
-    keep_freed_memory()
+    memory.keep_freed_memory()
     if pretrained is None:
         pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
     torch.manual_seed(seed_for(train.seed, "init"))
@@ -203,7 +142,7 @@ def fit(
         # the trials sharing the GPU, and measure this trial's peak from here.
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    method, transform, loader, source, target = _setup(config, data, pretrained, device)
+    method, transform, loader, source, target = setup(config, data, pretrained, device)
     iterations = iterations_per_epoch(config, data)
     total = iterations * train.epochs
     first_epoch = 0
@@ -218,26 +157,9 @@ def fit(
         first_epoch = resume_from["epoch"]
 
     def target_batches():
-        return _prepared(data.target_train, train.eval_batch_size, loader, transform)
+        return prepared_inputs(data.target_train, train.eval_batch_size, loader, transform)
 
-    # The validators look at a fixed, seeded subset of the unlabelled target (their cost grows
-    # with it: SND pairs every sample with every other, ClassAMI runs k-means).
-    validation_targets = _seeded_subset(
-        data.target_train, train.validation_samples, seed_for(train.seed, "validation-subset")
-    )
-    # The importance-weighted validators (IWCV, DEV, DEVN) train their domain classifier on
-    # seeded samples of the source training split, the source validation split and that
-    # target subset; the source training sample needs an evaluation pass of its own.
-    source_train_sample = _seeded_subset(
-        data.source_train, IMPORTANCE_SAMPLES, seed_for(train.seed, "dev-source_train")
-    )
-    source_val_rows = _seeded_rows(
-        len(data.source_val), IMPORTANCE_SAMPLES, seed_for(train.seed, "dev-source_val")
-    )
-    target_rows = _seeded_rows(
-        len(validation_targets), IMPORTANCE_SAMPLES, seed_for(train.seed, "dev-target")
-    )
-
+    evaluation = Evaluation(data, train)
     epoch_metrics: dict[str, float] = {}
     method.train()
     for epoch in range(first_epoch, train.epochs):
@@ -250,7 +172,7 @@ def fit(
             for optimizer in method.optimizers():
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_mult"]
-            stats = _train_step(method, source, target, transform, progress)
+            stats = train_step(method, source, target, transform, progress)
             broken = sorted(name for name, value in stats.items() if not math.isfinite(value))
             if broken:
                 raise Diverged(
@@ -265,64 +187,9 @@ def fit(
         epoch_metrics[m.TIME_TRAIN] = trained - started
         if pseudo_labels is not None:
             epoch_metrics.update(pseudo_label_stats(pseudo_labels, data))
-        batch_size = train.eval_batch_size
-        val = outputs(
-            method,
-            pipeline.evaluation_batches(data.source_val, batch_size, loader),
-            transform,
-            keep_features=True,
-        )
-        test = outputs(
-            method, pipeline.evaluation_batches(data.target_test, batch_size, loader), transform
-        )
-        # Only the target's inputs are used here: its labels never reach a validator. The
-        # same seed each epoch pairs the same inputs for MixVal, so its epochs are comparable.
-        mixval = validators.MixVal(seed=seed_for(train.seed, "mixval"))
-        unlabelled = outputs(
-            method,
-            pipeline.evaluation_batches(validation_targets, batch_size, loader),
-            transform,
-            keep_features=True,
-            mixval=mixval,
-        )
-        source_train = outputs(
-            method,
-            pipeline.evaluation_batches(source_train_sample, batch_size, loader),
-            transform,
-            keep_features=True,
-        )
-        target_probabilities = unlabelled.logits.softmax(1)
-        epoch_metrics.update(
-            validators.target_validators(
-                target_probabilities,
-                unlabelled.features,
-                data.num_classes,
-                seed=seed_for(train.seed, "validators"),
-            )
-        )
-        epoch_metrics.update(mixval.scores())
-        val_losses = val.losses()
-        epoch_metrics.update(
-            validators.importance_weighted_scores(
-                val.features[source_val_rows],
-                val_losses[source_val_rows],
-                source_train.features,
-                unlabelled.features[target_rows],
-                seed=seed_for(train.seed, "validators"),
-            )
-        )
-        epoch_metrics.update(
-            {
-                m.SOURCE_VAL_ACC: val.accuracy(),
-                m.SOURCE_VAL_MACRO_ACC: validators.macro_accuracy(
-                    val.logits, val.labels, data.num_classes
-                ),
-                m.SOURCE_VAL_LOSS: val_losses.mean().item(),
-                m.TARGET_ACC: test.accuracy(),
-                m.EPOCH: epoch + 1,
-                m.EPOCHS_PLANNED: train.epochs,
-            }
-        )
+        scores, target_probabilities = evaluation.run(method, transform, loader)
+        epoch_metrics.update(scores)
+        epoch_metrics.update({m.EPOCH: epoch + 1, m.EPOCHS_PLANNED: train.epochs})
         epoch_metrics[m.TIME_EVAL] = time.perf_counter() - trained
         if device.type == "cuda":
             epoch_metrics[m.GPU_PEAK_MEMORY] = torch.cuda.max_memory_reserved(device) / 2**30
@@ -344,26 +211,7 @@ def fit(
     return epoch_metrics
 
 
-# Samples per domain the importance-weighted validators' domain classifier sees each epoch:
-# with 1,000 they were a third of a LeNet epoch's evaluation on MNIST -> MNIST-M here.
-IMPORTANCE_SAMPLES = 500
-# Key of the epoch's softmax on the validation target subset in the epoch state (float16).
-TARGET_SOFTMAX = "target_softmax"
-
-
-def _seeded_rows(size: int, count: int, seed: int) -> torch.Tensor:
-    """``count`` of ``range(size)`` (all if fewer), drawn by ``seed``, in order."""
-    if size <= count:
-        return torch.arange(size)
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
-    return order[:count].sort().values
-
-
-def _seeded_subset(part, count: int, seed: int):
-    return part if len(part) <= count else part.subset(_seeded_rows(len(part), count, seed))
-
-
-def _train_step(
+def train_step(
     method: Method,
     source: TrainBatches,
     target: TrainBatches,
@@ -381,7 +229,7 @@ def _train_step(
     )
 
 
-def _setup(
+def setup(
     config: ExperimentConfig,
     data: DomainPair,
     pretrained: dict[str, torch.Tensor] | None,
@@ -402,36 +250,6 @@ def _setup(
     return method, transform, loader, source, target
 
 
-def _prepared(part, batch_size: int, loader: Loader, transform: Transform):
+def prepared_inputs(part, batch_size: int, loader: Loader, transform: Transform):
     for inputs, _ in pipeline.evaluation_batches(part, batch_size, loader):
         yield transform.evaluation(inputs)
-
-
-def peak_gpu_memory(
-    config: ExperimentConfig,
-    data: DomainPair,
-    pretrained: dict[str, torch.Tensor] | None,
-    iterations: int = 3,
-) -> tuple[int, int]:
-    """(peak bytes one trial's training reserves on this GPU, the GPU's total bytes).
-
-    Runs the last epoch's work for a few iterations (for CGDM: with pseudo-labels, so the
-    second-order gradient discrepancy is in it) and one evaluation pass of a batch.
-    """
-    device = torch.device("cuda")
-    torch.cuda.reset_peak_memory_stats(device)
-    method, transform, loader, source, target = _setup(config, data, pretrained, device)
-    method.train()
-    eval_size = config.train.eval_batch_size
-    method.start_epoch(
-        config.train.epochs - 1, lambda: _prepared(data.target_train, eval_size, loader, transform)
-    )
-    for _ in range(iterations):
-        _train_step(method, source, target, transform, progress=1.0)
-    outputs(method, pipeline.evaluation_batches(data.source_val, eval_size, loader), transform)
-    source.close()
-    target.close()
-    torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_reserved(device), torch.cuda.get_device_properties(
-        device
-    ).total_memory
