@@ -25,6 +25,7 @@ def _get(url: str, body: dict | None = None):
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_board_and_report_show_every_trial(tmp_path, write_space, ray_session):
     space = write_space(
         moons_dann(

@@ -3,6 +3,10 @@
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a fresh interpreter per check
+
 
 def test_the_ray_worker_imports_no_reporting_code():
     # What a trial's process loads: no report, plots or selection (Ray Tune itself brings
