@@ -33,8 +33,9 @@ import pandas as pd
 
 from raydm import metrics as m
 from raydm import selection
+from raydm.analysis import saved_softmaxes, scored_points
+from raydm.experiment import load_experiment
 from raydm.layout import TRIAL_ID
-from raydm.report import load_experiment, saved_softmaxes, scored_points
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 METHODS = {

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from raydm import metrics as m
+from raydm.experiment import load_experiment
 from raydm.layout import TRIAL_ID
-from raydm.report import load_experiment
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann_printed.yaml"
 

@@ -37,8 +37,9 @@ import pandas as pd
 from target_accuracy import PAIRS
 
 from raydm import metrics as m
+from raydm.analysis import scored_points
+from raydm.experiment import load_experiment
 from raydm.layout import TRIAL_ID
-from raydm.report import load_experiment, scored_points
 from raydm.selection import by_metric
 from raydm.validators import rank_correlations
 

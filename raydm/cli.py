@@ -246,19 +246,19 @@ def report(experiment, output_format, plots) -> None:
     import json
 
     from raydm import report as reporting
+    from raydm.experiment import ReportError, load_experiment
+    from raydm.plots import write_plots
 
     try:
-        loaded = reporting.load_experiment(experiment)
-    except reporting.ReportError as err:
+        loaded = load_experiment(experiment)
+    except ReportError as err:
         fail(str(err), USAGE_ERROR)
     if output_format == "json":
         click.echo(json.dumps(reporting.to_json(loaded), indent=2, allow_nan=False))
     else:
         click.echo(reporting.render_text(loaded))
     if plots:
-        written = reporting.write_plots(
-            loaded, plots, on_skip=lambda reason: click.echo(reason, err=True)
-        )
+        written = write_plots(loaded, plots, on_skip=lambda reason: click.echo(reason, err=True))
         for path in written:
             click.echo(f"wrote {path}", err=output_format == "json")
 

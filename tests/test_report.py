@@ -8,10 +8,13 @@ import math
 import pytest
 from scipy.stats import spearmanr
 
-from raydm import layout, report
+from raydm import layout
 from raydm import metrics as m
+from raydm.analysis import param_importances, validator_table
 from raydm.config import SchedulerConfig, load_config
-from raydm.report import ReportError, load_experiment, render_text, to_json, validator_table
+from raydm.experiment import ReportError, load_experiment
+from raydm.plots import write_plots
+from raydm.report import render_text, to_json
 from raydm.results import TrialSummary, best_yaml, write_results
 from raydm.selection import Pick
 from tests.conftest import SPACES
@@ -209,7 +212,7 @@ def test_to_json_is_plain_data_with_the_same_content(experiment_dir):
 
 def test_write_plots_writes_every_png(experiment_dir, tmp_path):
     out = tmp_path / "plots" / "nested"
-    written = report.write_plots(load_experiment(experiment_dir), out)
+    written = write_plots(load_experiment(experiment_dir), out)
     names = [path.name for path in written]
     assert names == [
         "learning_curves.png",
@@ -222,7 +225,7 @@ def test_write_plots_writes_every_png(experiment_dir, tmp_path):
 
 
 def test_param_importance_covers_the_searched_params(experiment_dir):
-    importances = report.param_importances(load_experiment(experiment_dir))
+    importances = param_importances(load_experiment(experiment_dir))
     assert set(importances) == {"train.lr", "method_args.lambda_max"}
     assert sum(importances.values()) == pytest.approx(1.0)
 
@@ -233,8 +236,8 @@ def test_param_importance_plot_is_skipped_with_one_param(tmp_path):
         write_experiment(tmp_path / "one", params={"train.lr": config.params["train.lr"]})
     )
     with pytest.raises(ReportError, match="at least 2 searched params"):
-        report.param_importances(experiment)
-    written = report.write_plots(experiment, tmp_path / "plots")
+        param_importances(experiment)
+    written = write_plots(experiment, tmp_path / "plots")
     assert "param_importance.png" not in [path.name for path in written]
     assert not (tmp_path / "plots" / "param_importance.png").exists()
     assert (tmp_path / "plots" / "learning_curves.png").exists()
@@ -275,4 +278,4 @@ def test_param_importance_is_refused_when_every_trial_scored_the_same(experiment
     column = f"best:{experiment.metric}"
     same = [{**row, column: 0.5} for row in experiment.results if row["status"] != "failed"]
     with pytest.raises(ReportError, match="different val/source_acc values"):
-        report.param_importances(dataclasses.replace(experiment, results=same))
+        param_importances(dataclasses.replace(experiment, results=same))

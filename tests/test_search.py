@@ -7,10 +7,11 @@ import ray
 from click.testing import CliRunner
 
 from raydm import metrics as m
+from raydm.analysis import scored_points
 from raydm.cli import main
 from raydm.cluster import available_cpus
 from raydm.config import load_config
-from raydm.report import load_experiment, scored_points
+from raydm.experiment import load_experiment
 from raydm.search_space import to_tune_space
 from raydm.tuning import PruningAwareOptunaSearch, build_searcher
 from tests.conftest import SPACES
