@@ -38,10 +38,10 @@ from target_accuracy import PAIRS
 
 from raydm import metrics as m
 from raydm.analysis import scored_points
+from raydm.correlation import rank_correlations
 from raydm.experiment import load_experiment
 from raydm.layout import TRIAL_ID
 from raydm.selection import by_metric
-from raydm.validators import rank_correlations
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 BASELINE = "source_only"

@@ -14,13 +14,13 @@ import torch
 
 from raydm import layout, selection
 from raydm import metrics as m
+from raydm.correlation import rank_correlations
 from raydm.experiment import Experiment, ReportError, finite, trial_id_of
 from raydm.layout import (
     TRIAL_DIR_PREFIX,
     TRIAL_ID,
 )
 from raydm.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
-from raydm.validators import rank_correlations
 
 MIN_IMPORTANCE_PARAMS = 2
 MIN_IMPORTANCE_TRIALS = 3
@@ -61,7 +61,7 @@ def validator_table(experiment: Experiment) -> list[dict[str, Any]]:
     ``picked_*``: the (trial, epoch) point the criterion picks (``raydm.selection``: its best
     value over every epoch of every trial that did not fail, the first of equal values), and the
     oracle accuracy there (nan if not reported). ``spearman`` and ``weighted_spearman``
-    (``raydm.validators.rank_correlations``) compare the criterion, signed so that higher is
+    (``raydm.correlation.rank_correlations``) compare the criterion, signed so that higher is
     better, with the oracle accuracy over the ``points`` that have both.
     """
     points = scored_points(experiment)

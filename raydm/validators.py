@@ -3,8 +3,7 @@
 Every validator here is "higher is better", so a search can maximise any of them (see
 ``raydm.metrics.SELECTABLE``). They are plain torch / scikit-learn functions of a model's
 outputs; none of them sees a target label. ``macro_accuracy`` uses source validation labels
-only, and ``rank_correlations`` is an analysis tool that compares a validator with the oracle
-(target) accuracy after the fact.
+only. How well a validator ranks models by their oracle accuracy is ``raydm.correlation``'s.
 
 Sources:
 
@@ -19,22 +18,24 @@ Sources:
 - Soft neighbourhood density (SND): Saito, Kim, Teterwak, Sclaroff, Darrell & Saenko, "Tune it
   the right way: unsupervised validation of domain adaptation via soft neighborhood density",
   ICCV 2021.
-- ClassAMI and the weighted Spearman correlation: Musgrave, Belongie & Lim, "Benchmarking
-  validation methods for unsupervised domain adaptation", arXiv:2208.07360, 2022.
+- ClassAMI: Musgrave, Belongie & Lim, "Benchmarking validation methods for unsupervised domain
+  adaptation", arXiv:2208.07360, 2022.
 - Deep embedded validation (DEV): You, Wang, Chen, Wang & Long, "Towards accurate model
   selection in deep unsupervised domain adaptation", ICML 2019, which builds on importance-
-  weighted cross-validation (Sugiyama, Krauledat & Müller, JMLR 2007).
+  weighted cross-validation (IWCV: Sugiyama, Krauledat & Müller, JMLR 2007); DEVN, DEV with
+  normalised weights, as the pytorch-adapt library offers it.
+- MixVal: Hu et al., "Mixed samples as probes for unsupervised model selection in domain
+  adaptation", NeurIPS 2023 (code: LHXXHB/MixVal).
+- EnsV: Hu et al., NeurIPS 2024 Datasets and Benchmarks (code: LHXXHB/EnsV).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata, spearmanr
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -54,7 +55,6 @@ DOMAIN_CLASSIFIER_CS = (0.01, 0.1, 1.0, 10.0, 100.0)
 # cross-validated fits 6.3 s an epoch here; 64 components (two power iterations) about 0.5 s.
 DOMAIN_CLASSIFIER_DIMENSIONS = 64
 MAX_LOG_RATIO = 50.0  # DEV clips log density ratios here so that exp() stays finite
-WEIGHTED_SPEARMAN_POWER = 2.0
 
 
 def _matrix(values: Tensor, name: str) -> Tensor:
@@ -373,76 +373,6 @@ def ensemble_agreement(probabilities: Tensor) -> Tensor:
         )
     consensus = p.mean(0).argmax(1)
     return (p.argmax(2) == consensus).to(torch.float64).mean(1)
-
-
-def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    mx = np.average(x, weights=w)
-    my = np.average(y, weights=w)
-    covariance = np.average((x - mx) * (y - my), weights=w)
-    spread = math.sqrt(np.average((x - mx) ** 2, weights=w) * np.average((y - my) ** 2, weights=w))
-    return float(covariance / spread) if spread > 0 else math.nan
-
-
-def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Each value's rank counted in weight: the total weight of the smaller values, plus the
-    mean weight of its tie group times (group size + 1) / 2. With unit weights this is the
-    average-tie rank; without ties, the total weight of the values at or below it."""
-    distinct, group, counts = np.unique(values, return_inverse=True, return_counts=True)
-    group_weight = np.bincount(group, weights=weights, minlength=len(distinct))
-    below = np.cumsum(group_weight) - group_weight
-    return (below + (counts + 1) / 2 * group_weight / counts)[group]
-
-
-def rank_correlations(
-    validator_values: Sequence[float] | np.ndarray | Tensor,
-    oracle_values: Sequence[float] | np.ndarray | Tensor,
-) -> dict[str, float]:
-    """How well a validator ranks (trial, epoch) points by their oracle (target) accuracy.
-
-    Returns ``{"spearman": ..., "weighted_spearman": ...}``:
-
-    - ``spearman``: scipy's Spearman rank correlation.
-    - ``weighted_spearman``: the weighted Spearman correlation of Musgrave et al. (2022), which
-      cares most about the points either ranking puts on top, since that is where a model is
-      selected. As their benchmark code defines it:
-
-      1. dense ranks of the validator values and of the oracle values, each divided by its
-         largest rank (so both lie in (0, 1]);
-      2. weights w_i = max(validator rank_i, oracle rank_i)^p, p = ``WEIGHTED_SPEARMAN_POWER``;
-      3. both value lists ranked again, in weight (``_weighted_ranks``), and the w-weighted
-         Pearson correlation of those two weighted rank lists.
-
-      With p = 0 this is the plain Spearman correlation.
-
-    A non-finite validator value counts as the worst finite one (as Musgrave et al.'s code does:
-    a validator that failed would not select that point). Both values are NaN when there are
-    fewer than 3 points or either input is constant.
-    """
-    scores = np.asarray(torch.as_tensor(validator_values).cpu(), dtype=np.float64).reshape(-1)
-    oracle = np.asarray(torch.as_tensor(oracle_values).cpu(), dtype=np.float64).reshape(-1)
-    if len(scores) != len(oracle):
-        raise ValueError(f"{len(scores)} validator values for {len(oracle)} oracle values")
-    if not np.isfinite(oracle).all():
-        raise ValueError("oracle values must be finite")
-    nan = {"spearman": math.nan, "weighted_spearman": math.nan}
-    finite = np.isfinite(scores)
-    if len(scores) < 3 or not finite.any():
-        return nan
-    scores = np.where(finite, scores, scores[finite].min())
-    if np.ptp(scores) == 0 or np.ptp(oracle) == 0:
-        return nan
-    score_ranks = rankdata(scores, method="dense")
-    oracle_ranks = rankdata(oracle, method="dense")
-    weights = (
-        np.maximum(score_ranks / score_ranks.max(), oracle_ranks / oracle_ranks.max())
-        ** WEIGHTED_SPEARMAN_POWER
-    )
-    return {
-        "spearman": float(spearmanr(scores, oracle).statistic),
-        "weighted_spearman": _weighted_pearson(
-            _weighted_ranks(scores, weights), _weighted_ranks(oracle, weights), weights
-        ),
-    }
 
 
 def target_validators(

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from raydm import metrics as m
+from raydm.correlation import rank_correlations
 from raydm.validators import (
     MixVal,
     batch_nuclear_norm,
@@ -17,7 +18,6 @@ from raydm.validators import (
     information_maximization,
     macro_accuracy,
     neg_entropy,
-    rank_correlations,
     soft_neighborhood_density,
     target_validators,
 )
