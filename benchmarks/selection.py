@@ -10,7 +10,8 @@ criterion and EnsV's agreement; ``raydm.report.scored_points``) are saved to
 ``--out/<pair>-<method>-seed<k>.csv``; a search whose file exists is not run again, so the
 benchmark resumes where it stopped and ``--analyse-only`` re-reads what is there.
 
-For every criterion of ``raydm.metrics.LABEL_FREE``, per search:
+For every criterion of ``raydm.metrics.LABEL_FREE``, and EnsV over the trials' final epochs
+only (``ensv_final``, as EnsV's official code runs it), per search:
 
 - the oracle target accuracy of its pick (the point where it is best);
 - regret: the search's best oracle point minus the pick's;
@@ -37,11 +38,11 @@ import pandas as pd
 from target_accuracy import PAIRS
 
 from raydm import metrics as m
-from raydm.analysis import scored_points
+from raydm.analysis import saved_softmaxes, scored_points
 from raydm.correlation import rank_correlations
 from raydm.experiment import load_experiment
 from raydm.layout import TRIAL_ID
-from raydm.selection import by_metric
+from raydm.selection import by_metric, ensv_scores
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 BASELINE = "source_only"
@@ -88,9 +89,28 @@ def _search(pair: str, method: str, seed: int, args) -> None:
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wall = time.perf_counter() - started
-        points = scored_points(load_experiment(Path(storage) / "search"))
+        experiment = load_experiment(Path(storage) / "search")
+        points = with_ensv_of_final_epochs(scored_points(experiment), saved_softmaxes(experiment))
     points.assign(search_wall_s=wall).to_csv(path, index=False)
     print(f"{path.name}: {len(points)} points in {wall:.0f} s", flush=True)
+
+
+# EnsV as its official code runs it: the ensemble of each candidate's final checkpoint only,
+# the arm beside raydm's ensemble of every (trial, epoch).
+ENSV_FINAL = "ensv_final"
+CRITERIA = (*m.LABEL_FREE, ENSV_FINAL)
+
+
+def with_ensv_of_final_epochs(points: pd.DataFrame, softmaxes) -> pd.DataFrame:
+    """``points`` with EnsV's agreement of each trial's last epoch with the ensemble of the
+    trials' last epochs (nan at the other epochs)."""
+    last = points.groupby(TRIAL_ID)[m.EPOCH].transform("max") == points[m.EPOCH]
+    finals = [
+        (str(t), int(e)) for t, e in zip(points[TRIAL_ID][last], points[m.EPOCH][last], strict=True)
+    ]
+    scores = ensv_scores({point: softmaxes[point] for point in finals if point in softmaxes})
+    order = zip(points[TRIAL_ID].astype(str), points[m.EPOCH].astype(int), strict=True)
+    return points.assign(**{ENSV_FINAL: [scores.get(point, math.nan) for point in order]})
 
 
 def score(points: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, dict[str, float]]:
@@ -99,7 +119,9 @@ def score(points: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, dict
     search's points."""
     oracle = points[m.TARGET_ACC]
     scores = {}
-    for name in m.LABEL_FREE:
+    for name in CRITERIA:
+        if name not in points:  # a search measured before the criterion was added
+            continue
         pick = by_metric(points, name, m.SELECTABLE.get(name, "max"))
         if pick is None:
             continue
@@ -118,9 +140,9 @@ def score(points: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, dict
             "regret": float(oracle.max()) - at_pick,
             "gain": gain,
             "best_gain": best_gain,  # what the best point gains over the baseline's pick
-            "weighted_spearman": rank_correlations(values[known], oracle[known])[
-                "weighted_spearman"
-            ],
+            "weighted_spearman": rank_correlations(
+                values[known].to_numpy(float), oracle[known].to_numpy(float)
+            )["weighted_spearman"],
         }
     return scores
 

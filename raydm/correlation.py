@@ -10,7 +10,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
@@ -33,6 +32,12 @@ def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     group_weight = np.bincount(group, weights=weights, minlength=len(distinct))
     below = np.cumsum(group_weight) - group_weight
     return (below + (counts + 1) / 2 * group_weight / counts)[group]
+
+
+def _vector(values) -> np.ndarray:
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
 def rank_correlations(
@@ -60,8 +65,7 @@ def rank_correlations(
     a validator that failed would not select that point). Both values are NaN when there are
     fewer than 3 points or either input is constant.
     """
-    scores = np.asarray(torch.as_tensor(validator_values).cpu(), dtype=np.float64).reshape(-1)
-    oracle = np.asarray(torch.as_tensor(oracle_values).cpu(), dtype=np.float64).reshape(-1)
+    scores, oracle = _vector(validator_values), _vector(oracle_values)
     if len(scores) != len(oracle):
         raise ValueError(f"{len(scores)} validator values for {len(oracle)} oracle values")
     if not np.isfinite(oracle).all():

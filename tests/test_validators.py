@@ -427,3 +427,14 @@ def test_mixval_scores_only_its_first_samples():
 
     assert scores(5)[m.MIXVAL] == 1.0
     assert scores(32)[m.MIXVAL] < 0.6
+
+
+def test_rank_correlations_take_a_filtered_pandas_column():
+    # A column filtered by a mask keeps its index gaps; the benchmark hands those in.
+    import pandas as pd
+
+    values = pd.Series([0.1, float("nan"), 0.4, 0.35, 0.8, 0.7, 0.2])
+    oracle = pd.Series([0.2, 0.9, 0.5, 0.3, 0.9, 0.6, 0.1])
+    known = values.notna()
+    result = rank_correlations(values[known], oracle[known])
+    assert result["weighted_spearman"] == pytest.approx(0.999314, abs=1e-6)
