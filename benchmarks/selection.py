@@ -38,11 +38,10 @@ import pandas as pd
 from target_accuracy import PAIRS
 
 from raydm import metrics as m
-from raydm.analysis import saved_softmaxes, scored_points
-from raydm.correlation import rank_correlations
+from raydm.analysis import criterion_table, saved_softmaxes, scored_points
 from raydm.experiment import load_experiment
 from raydm.layout import TRIAL_ID
-from raydm.selection import by_metric, ensv_scores
+from raydm.selection import ensv_column
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 BASELINE = "source_only"
@@ -105,51 +104,34 @@ def with_ensv_of_final_epochs(points: pd.DataFrame, softmaxes) -> pd.DataFrame:
     """``points`` with EnsV's agreement of each trial's last epoch with the ensemble of the
     trials' last epochs (nan at the other epochs)."""
     last = points.groupby(TRIAL_ID)[m.EPOCH].transform("max") == points[m.EPOCH]
-    finals = [
-        (str(t), int(e)) for t, e in zip(points[TRIAL_ID][last], points[m.EPOCH][last], strict=True)
-    ]
-    scores = ensv_scores({point: softmaxes[point] for point in finals if point in softmaxes})
-    order = zip(points[TRIAL_ID].astype(str), points[m.EPOCH].astype(int), strict=True)
-    return points.assign(**{ENSV_FINAL: [scores.get(point, math.nan) for point in order]})
+    finals = points[last]
+    column = pd.Series(ensv_column(finals, softmaxes), index=finals.index)
+    return points.assign(**{ENSV_FINAL: column})
 
 
 def score(points: pd.DataFrame, baseline: pd.DataFrame | None) -> dict[str, dict[str, float]]:
     """Per criterion: the pick's oracle accuracy, regret, gain over the baseline's pick with the
     same criterion (and the best point's gain over it), and weighted Spearman, for one
     search's points."""
-    oracle = points[m.TARGET_ACC]
+    best = float(points[m.TARGET_ACC].max())
+    baseline_picks = {}
+    if baseline is not None:
+        baseline_picks = {
+            row["validator"]: row["picked_oracle_acc"]
+            for row in criterion_table(baseline, [c for c in CRITERIA if c in baseline])
+        }
     scores = {}
-    for name in CRITERIA:
-        if name not in points:  # a search measured before the criterion was added
-            continue
-        pick = by_metric(points, name, m.SELECTABLE.get(name, "max"))
-        if pick is None:
-            continue
-        at_pick = _oracle_at(points, pick)
-        sign = -1.0 if m.SELECTABLE.get(name) == "min" else 1.0
-        values = sign * pd.to_numeric(points[name], errors="coerce")
-        known = values.notna()
-        gain = best_gain = math.nan
-        if baseline is not None:
-            baseline_pick = by_metric(baseline, name, m.SELECTABLE.get(name, "max"))
-            if baseline_pick is not None:
-                gain = at_pick - _oracle_at(baseline, baseline_pick)
-                best_gain = float(oracle.max()) - _oracle_at(baseline, baseline_pick)
-        scores[name] = {
+    # A search measured before a criterion was added has no column for it.
+    for row in criterion_table(points, [c for c in CRITERIA if c in points]):
+        at_pick, against = row["picked_oracle_acc"], baseline_picks.get(row["validator"], math.nan)
+        scores[row["validator"]] = {
             "oracle_at_pick": at_pick,
-            "regret": float(oracle.max()) - at_pick,
-            "gain": gain,
-            "best_gain": best_gain,  # what the best point gains over the baseline's pick
-            "weighted_spearman": rank_correlations(
-                values[known].to_numpy(float), oracle[known].to_numpy(float)
-            )["weighted_spearman"],
+            "regret": best - at_pick,
+            "gain": at_pick - against,
+            "best_gain": best - against,  # what the best point gains over the baseline's pick
+            "weighted_spearman": row["weighted_spearman"],
         }
     return scores
-
-
-def _oracle_at(points: pd.DataFrame, pick) -> float:
-    row = (points[TRIAL_ID].astype(str) == pick.trial_id) & (points[m.EPOCH] == pick.epoch)
-    return float(points.loc[row, m.TARGET_ACC].iloc[0])
 
 
 def analyse(out: Path, pairs: list[str], methods: list[str], seeds: list[int]) -> None:

@@ -5,6 +5,7 @@ ranks the points by their oracle accuracy, and Optuna's fANOVA parameter importa
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,7 @@ def scored_points(experiment: Experiment) -> pd.DataFrame:
         row[TRIAL_ID] for row in experiment.results if row.get("status") in ("completed", "stopped")
     }
     points = selection.candidates(experiment.histories, eligible)
-    softmaxes = saved_softmaxes(experiment)
-    order = list(zip(points[TRIAL_ID].astype(str), points[m.EPOCH].astype(int), strict=True))
-    scores = selection.ensv_scores(
-        {point: softmaxes[point] for point in order if point in softmaxes}
-    )
-    return points.assign(**{m.ENSV: [scores.get(point, math.nan) for point in order]})
+    return points.assign(**{m.ENSV: selection.ensv_column(points, saved_softmaxes(experiment))})
 
 
 def saved_softmaxes(experiment: Experiment) -> dict[selection.Point, torch.Tensor]:
@@ -55,8 +51,14 @@ def saved_softmaxes(experiment: Experiment) -> dict[selection.Point, torch.Tenso
 
 
 def validator_table(experiment: Experiment) -> list[dict[str, Any]]:
-    """One row per label-free criterion (``m.LABEL_FREE``) that has a value at some
-    candidate point (``scored_points``).
+    """``criterion_table`` of every label-free criterion (``m.LABEL_FREE``) over the
+    experiment's candidate points (``scored_points``)."""
+    return criterion_table(scored_points(experiment), m.LABEL_FREE)
+
+
+def criterion_table(points: pd.DataFrame, criteria: Iterable[str]) -> list[dict[str, Any]]:
+    """One row per criterion of ``criteria`` (a column of ``points``; its direction from
+    ``m.SELECTABLE``, else higher is better) that has a value at some point.
 
     ``picked_*``: the (trial, epoch) point the criterion picks (``raydm.selection``: its best
     value over every epoch of every trial that did not fail, the first of equal values), and the
@@ -64,14 +66,13 @@ def validator_table(experiment: Experiment) -> list[dict[str, Any]]:
     (``raydm.correlation.rank_correlations``) compare the criterion, signed so that higher is
     better, with the oracle accuracy over the ``points`` that have both.
     """
-    points = scored_points(experiment)
     oracle = (
         pd.to_numeric(points[m.TARGET_ACC], errors="coerce")
         if m.TARGET_ACC in points
         else pd.Series(math.nan, index=points.index, dtype=float)
     )
     rows = []
-    for name in m.LABEL_FREE:
+    for name in criteria:
         pick = selection.by_metric(points, name, m.SELECTABLE.get(name, "max"))
         if pick is None:
             continue

@@ -62,7 +62,7 @@ def final_pick(grid, trials: list[TrialSummary], config: ExperimentConfig, echo:
             trial_id = _trial_id(result)
             frames.append(history.assign(**{selection.TRIAL_ID: trial_id}))
     points = selection.candidates(pd.concat(frames, ignore_index=True), eligible)
-    selector = selection.selector_of(config.search.select, config.search.metric)
+    selector = config.search.select or config.search.metric
     softmaxes: dict[selection.Point, Any] = {}
     if selector == m.ENSV:
         for result in grid:

@@ -40,11 +40,6 @@ class Pick:
         return f"{self.selector} = {self.value:.4f} at trial {self.trial_id}, epoch {self.epoch}"
 
 
-def selector_of(select: str | None, metric: str) -> str:
-    """What a search's final pick ranks by: ``search.select``, or else ``search.metric``."""
-    return select or metric
-
-
 def candidates(histories: pd.DataFrame, eligible: set[str]) -> pd.DataFrame:
     """One row per (trial, epoch) report of the ``eligible`` trials (the last report of an
     epoch a resumed trial reported twice), in the order given."""
@@ -74,14 +69,17 @@ def ensv_scores(softmaxes: Mapping[Point, torch.Tensor]) -> dict[Point, float]:
     return dict(zip(softmaxes, ensemble_agreement(stacked).tolist(), strict=True))
 
 
-def by_ensv(points: pd.DataFrame, softmaxes: Mapping[Point, torch.Tensor]) -> Pick | None:
+def ensv_column(points: pd.DataFrame, softmaxes: Mapping[Point, torch.Tensor]) -> list[float]:
+    """EnsV's agreement of each of ``points`` with the ensemble of those whose softmax is in
+    ``softmaxes`` (nan for the others), in the order of ``points``."""
     order = [(str(t), int(e)) for t, e in zip(points[TRIAL_ID], points[m.EPOCH], strict=True)]
-    kept = {point: softmaxes[point] for point in order if point in softmaxes}
-    scores = ensv_scores(kept)
-    if not scores:
-        return None
-    best = max(scores, key=lambda point: scores[point])  # the first of equal scores
-    return Pick(m.ENSV, best[0], best[1], scores[best])
+    scores = ensv_scores({point: softmaxes[point] for point in order if point in softmaxes})
+    return [scores.get(point, np.nan) for point in order]
+
+
+def by_ensv(points: pd.DataFrame, softmaxes: Mapping[Point, torch.Tensor]) -> Pick | None:
+    scored = points.assign(**{m.ENSV: ensv_column(points, softmaxes)})
+    return by_metric(scored, m.ENSV, "max")
 
 
 def select(

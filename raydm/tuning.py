@@ -236,7 +236,7 @@ def check_same_search(config: ExperimentConfig, experiment_path: str) -> None:
         saved = config_from_dict(yaml.safe_load(saved_text), f"{experiment_path}/{SPACE_FILE}")
     except (ConfigError, yaml.YAMLError) as err:
         raise ResumeError(f"cannot resume: {str(err).splitlines()[0]}") from None
-    ours, theirs = _dotted(config.to_dict()), _dotted(saved.to_dict())
+    ours, theirs = _settings_by_key(config), _settings_by_key(saved)
     for key in [*theirs, *(k for k in ours if k not in theirs)]:
         if key.startswith(RESUMABLE_CHANGES) or ours.get(key) == theirs.get(key):
             continue
@@ -247,14 +247,18 @@ def check_same_search(config: ExperimentConfig, experiment_path: str) -> None:
         )
 
 
+def _settings_by_key(config: ExperimentConfig) -> dict[str, Any]:
+    """Every setting by its dotted key; each searched param's distribution is one value."""
+    searched = {f"params.{key}": dist.to_yaml() for key, dist in config.params.items()}
+    return {**_dotted(config.settings_dict()), **searched}
+
+
 def _dotted(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict) or (prefix.startswith("params.") and prefix.count(".") > 1):
-        return {prefix.rstrip("."): node}
-    if not node:
-        return {prefix.rstrip("."): node}
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
     flat = {}
     for key, value in node.items():
-        flat.update(_dotted(value, f"{prefix}{key}."))
+        flat.update(_dotted(value, f"{prefix}.{key}" if prefix else key))
     return flat
 
 
