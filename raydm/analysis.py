@@ -21,7 +21,7 @@ from raydm.layout import (
     TRIAL_DIR_PREFIX,
     TRIAL_ID,
 )
-from raydm.search_space import Choice, Distribution, IntRange, LogUniform, Uniform
+from raydm.search_space import optuna_space, optuna_value
 
 MIN_IMPORTANCE_PARAMS = 2
 MIN_IMPORTANCE_TRIALS = 3
@@ -106,7 +106,7 @@ def param_importances(experiment: Experiment) -> dict[str, float]:
     """
     import optuna
 
-    distributions = {key: _optuna_distribution(d) for key, d in experiment.config.params.items()}
+    distributions = optuna_space(experiment.config.params)
     if len(distributions) < MIN_IMPORTANCE_PARAMS:
         raise ReportError(
             f"param importance needs at least {MIN_IMPORTANCE_PARAMS} searched params; "
@@ -118,7 +118,7 @@ def param_importances(experiment: Experiment) -> dict[str, float]:
         value = row.get(best_column, math.nan)
         if row.get("status") not in ("completed", "stopped") or not finite(value):
             continue
-        params = {key: _optuna_value(row.get(key)) for key in distributions}
+        params = {key: optuna_value(row.get(key)) for key in distributions}
         if None in params.values():
             continue
         try:  # refuses a value outside its distribution
@@ -152,23 +152,3 @@ def param_importances(experiment: Experiment) -> dict[str, float]:
     except RuntimeError as err:  # e.g. "zero total variance" when the params never differ
         raise ReportError(f"param importance: {err}") from None
     return {key: float(value) for key, value in importances.items()}
-
-
-def _optuna_distribution(distribution: Distribution):
-    import optuna.distributions as od
-
-    if isinstance(distribution, LogUniform):
-        return od.FloatDistribution(distribution.low, distribution.high, log=True)
-    if isinstance(distribution, Uniform):
-        return od.FloatDistribution(distribution.low, distribution.high)
-    if isinstance(distribution, IntRange):
-        return od.IntDistribution(distribution.low, distribution.high)
-    assert isinstance(distribution, Choice)
-    return od.CategoricalDistribution([_optuna_value(o) for o in distribution.options])
-
-
-def _optuna_value(value: Any) -> Any:
-    """Optuna's categorical choices are None, bool, int, float or str."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)

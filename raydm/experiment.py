@@ -28,7 +28,6 @@ from raydm.layout import (
     TRIAL_DIR_PREFIX,
     TRIAL_ID,
 )
-from raydm.search_space import Distribution, IntRange, LogUniform, Uniform
 
 
 class ReportError(ValueError):
@@ -103,7 +102,7 @@ def _read_results(path: Path, config: ExperimentConfig) -> list[dict[str, Any]]:
                 out[column] = _typed_cell(column, text, config)
             except ValueError:
                 raise ReportError(
-                    f"{path}: line {line}: {column} is not a number: {text!r}"
+                    f"{path}: line {line}: {column}: {text!r} is not a value it can take"
                 ) from None
         out[TRIAL_ID] = str(out.get(TRIAL_ID, ""))
         typed.append(out)
@@ -116,18 +115,7 @@ def _typed_cell(column: str, text: str, config: ExperimentConfig) -> Any:
     if column.startswith((layout.BEST_PREFIX, layout.FINAL_PREFIX)):
         return float(text) if text else math.nan
     if column in config.params:
-        return _param_value(config.params[column], text) if text else None
-    return text
-
-
-def _param_value(distribution: Distribution, text: str) -> Any:
-    if isinstance(distribution, (LogUniform, Uniform)):
-        return float(text)
-    if isinstance(distribution, IntRange):
-        return int(float(text))
-    for option in distribution.options:  # Choice: csv wrote str(option)
-        if str(option) == text:
-            return option
+        return config.params[column].from_optuna(text) if text else None
     return text
 
 

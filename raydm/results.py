@@ -16,6 +16,7 @@ import pandas as pd
 from raydm import layout, selection
 from raydm import metrics as m
 from raydm.config import ExperimentConfig
+from raydm.search_space import optuna_value, sampled_values
 
 Echo = Callable[[str], None]
 
@@ -104,7 +105,7 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
             TrialSummary(
                 trial_id=_trial_id(result),
                 status=status,
-                params={key: (result.config or {}).get(key) for key in config.params},
+                params=sampled_values(config.params, result.config or {}),
                 epochs=int(last.get(m.EPOCH, 0)),
                 final={  # best/<metric> is best_value already
                     key: value
@@ -151,7 +152,7 @@ def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Pa
                     layout.TRIAL_ID: trial.trial_id,
                     layout.STATUS: trial.status,
                     layout.EPOCHS: trial.epochs,
-                    **trial.params,
+                    **{key: optuna_value(value) for key, value in trial.params.items()},
                     **{layout.final_column(name): trial.final.get(name, "") for name in reported},
                     layout.best_column(metric): trial.best_value,
                     layout.BEST_EPOCH: trial.best_epoch,

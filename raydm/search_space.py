@@ -1,4 +1,5 @@
-"""The `params:` section: what a search varies, and its translation to Ray Tune domains.
+"""The `params:` section: what a search varies, and its one translation, to Optuna's
+distributions (the searcher, ``--dry-run`` and the report's param importance use it).
 
 Each entry maps a dotted config key (``train.lr``, ``method_args.lambda_max``) to either a
 constant or one distribution written as a one-key mapping::
@@ -10,10 +11,14 @@ constant or one distribution written as a one-key mapping::
 
 That the key names a real field, and that every value the distribution can produce is a valid
 value for it, is checked by ``raydm.config`` against the schema.
+
+Optuna stores only None, bool, int, float and str choices; any other option (a list of layer
+widths) travels as its JSON text, ``optuna_value``, and ``from_optuna`` turns it back.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +36,13 @@ class LogUniform:
         # every trial.
         return [self.low, self.high, _interior(self.low, self.high)]
 
-    def to_tune(self):
-        from ray import tune
+    def to_optuna(self):
+        from optuna.distributions import FloatDistribution
 
-        return tune.loguniform(self.low, self.high)
+        return FloatDistribution(self.low, self.high, log=True)
+
+    def from_optuna(self, value: Any) -> float:
+        return float(value)
 
     def to_yaml(self) -> dict:
         return {"loguniform": [self.low, self.high]}
@@ -48,10 +56,13 @@ class Uniform:
     def probe_values(self) -> list[Any]:
         return [self.low, self.high, _interior(self.low, self.high)]
 
-    def to_tune(self):
-        from ray import tune
+    def to_optuna(self):
+        from optuna.distributions import FloatDistribution
 
-        return tune.uniform(self.low, self.high)
+        return FloatDistribution(self.low, self.high)
+
+    def from_optuna(self, value: Any) -> float:
+        return float(value)
 
     def to_yaml(self) -> dict:
         return {"uniform": [self.low, self.high]}
@@ -67,11 +78,13 @@ class IntRange:
     def probe_values(self) -> list[Any]:
         return [self.low, self.high]
 
-    def to_tune(self):
-        from ray import tune
+    def to_optuna(self):
+        from optuna.distributions import IntDistribution
 
-        # tune.randint excludes its upper bound; the YAML range includes it.
-        return tune.randint(self.low, self.high + 1)
+        return IntDistribution(self.low, self.high)  # both bounds included, as in the YAML
+
+    def from_optuna(self, value: Any) -> int:
+        return int(float(value))  # a results.csv cell may read 3.0
 
     def to_yaml(self) -> dict:
         return {"int": [self.low, self.high]}
@@ -84,10 +97,18 @@ class Choice:
     def probe_values(self) -> list[Any]:
         return list(self.options)
 
-    def to_tune(self):
-        from ray import tune
+    def to_optuna(self):
+        from optuna.distributions import CategoricalDistribution
 
-        return tune.choice(list(self.options))
+        return CategoricalDistribution([optuna_value(option) for option in self.options])
+
+    def from_optuna(self, value: Any) -> Any:
+        """The option whose Optuna value (or its text, as results.csv holds it) is ``value``."""
+        for option in self.options:
+            encoded = optuna_value(option)
+            if value == encoded or (isinstance(value, str) and value == str(encoded)):
+                return option
+        raise ValueError(f"{value!r} is not one of the choices {list(self.options)}")
 
     def to_yaml(self) -> dict:
         return {"choice": list(self.options)}
@@ -152,6 +173,22 @@ def _as_int(value: Any, kind: str) -> int:
     return value
 
 
-def to_tune_space(params: dict[str, Distribution]) -> dict[str, Any]:
-    """The Tune ``param_space`` of the searched params (constants are already in the config)."""
-    return {key: dist.to_tune() for key, dist in params.items()}
+def optuna_value(option: Any) -> Any:
+    """``option`` as Optuna can store it: itself when None, bool, int, float or str, else its
+    JSON text."""
+    if option is None or isinstance(option, (bool, int, float, str)):
+        return option
+    return json.dumps(option)
+
+
+def optuna_space(params: dict[str, Distribution]) -> dict[str, Any]:
+    """The searched params as Optuna distributions (constants are already in the config)."""
+    return {key: dist.to_optuna() for key, dist in params.items()}
+
+
+def sampled_values(params: dict[str, Distribution], sampled: dict[str, Any]) -> dict[str, Any]:
+    """The config values of the params a searcher sampled (None where one is missing)."""
+    return {
+        key: dist.from_optuna(sampled[key]) if sampled.get(key) is not None else None
+        for key, dist in params.items()
+    }

@@ -20,6 +20,7 @@ from raydm import metrics as m
 from raydm.config import ExperimentConfig
 from raydm.data import DomainPair
 from raydm.layout import CONFIG_FILE, SOFTMAX_FILE, STATE_FILE
+from raydm.search_space import sampled_values
 
 BEST_KEY = "selection_best"  # sign-adjusted best of the selection metric, kept for resumes
 
@@ -31,7 +32,7 @@ def train_trial(
     data: DomainPair,
     pretrained: dict[str, torch.Tensor] | None,
 ) -> None:
-    config = base.fixed(sampled)
+    config = base.fixed(sampled_values(base.params, sampled))
     # Torch would otherwise start one thread per core in every trial and oversubscribe them.
     torch.set_num_threads(max(1, int(config.resources.cpu)))
     gpu = config.resources.gpu

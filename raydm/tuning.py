@@ -1,7 +1,8 @@
 """The Ray Tune wiring: searcher, scheduler, Tuner, resume and --dry-run.
 
-This is the one module that drives Ray Tune. Metric and mode are given once, to ``TuneConfig``;
-Tune hands them to the searcher and the scheduler.
+This is the one module that drives Ray Tune. The searcher is built with its space as Optuna
+distributions (``raydm.search_space``, the one translation of the params) and so with the
+search's metric and mode; ``TuneConfig`` gets the same two, for the scheduler and the results.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from raydm.results import (
     trial_status,
     write_results,
 )
-from raydm.search_space import to_tune_space
+from raydm.search_space import optuna_space
 from raydm.trainable import train_trial
 
 Echo = Callable[[str], None]
@@ -106,6 +107,9 @@ def build_searcher(
         backend = optuna.storages.journal.JournalFileBackend(str(study_file))
         storage = optuna.storages.JournalStorage(backend)
     return PruningAwareOptunaSearch(
+        space=optuna_space(config.params),
+        metric=config.search.metric,
+        mode=config.search.mode,
         sampler=sampler,
         max_epochs=config.max_epochs(),
         storage=storage,
@@ -172,7 +176,6 @@ def run_search(
         (experiment_dir / SPACE_FILE).write_text(requested.to_yaml())
         tuner = tune.Tuner(
             trainable,
-            param_space=to_tune_space(config.params),
             tune_config=tune.TuneConfig(
                 metric=config.search.metric,
                 mode=config.search.mode,
@@ -307,7 +310,7 @@ def dry_run(config: ExperimentConfig, address: str | None) -> str:
     import torch
 
     lines = ["resolved config (after --set):", config.to_yaml().rstrip(), ""]
-    space = OptunaSearch.convert_search_space(to_tune_space(config.params)) if config.params else {}
+    space = optuna_space(config.params)
     lines.append("search space as Optuna sees it:" if space else "search space: nothing searched")
     lines += [f"  {key}: {distribution}" for key, distribution in space.items()]
     resources = config.resources

@@ -1,5 +1,7 @@
 import csv
+import json
 import os
+import warnings
 
 import optuna
 import pytest
@@ -12,18 +14,20 @@ from raydm.cli import main
 from raydm.cluster import available_cpus
 from raydm.config import load_config
 from raydm.experiment import load_experiment
-from raydm.search_space import to_tune_space
+from raydm.search_space import Choice, IntRange, optuna_space, sampled_values
 from raydm.tuning import PruningAwareOptunaSearch, build_searcher
 from tests.conftest import SPACES
 
 
 def _searcher(max_epochs: int) -> PruningAwareOptunaSearch:
     config = load_config(SPACES / "moons.yaml")
-    searcher = PruningAwareOptunaSearch(
-        sampler=optuna.samplers.RandomSampler(seed=0), max_epochs=max_epochs
+    return PruningAwareOptunaSearch(
+        space=optuna_space(config.params),
+        metric=m.SOURCE_VAL_ACC,
+        mode="max",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        max_epochs=max_epochs,
     )
-    searcher.set_search_properties(m.SOURCE_VAL_ACC, "max", to_tune_space(config.params))
-    return searcher
 
 
 def _result(epoch: int, value: float, best: float | None = None) -> dict:
@@ -75,6 +79,36 @@ def test_completed_trial_is_told_its_best_epoch_the_value_selection_ranks_by():
     assert trial.value == pytest.approx(0.9)
 
 
+def test_a_choice_of_lists_is_searched_in_a_stored_study_and_comes_back_as_lists(tmp_path):
+    # Optuna stores only None, bool, int, float and str choices (it warned, and a journal
+    # study could not hold them faithfully); the layer widths travel as JSON text instead.
+    config = load_config(
+        SPACES / "moons.yaml",
+        ["params.model.classifier_hidden={choice: [[100, 100], [200]]}"],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        searcher = build_searcher(config, tmp_path / "study.log")
+        sampled = [searcher.suggest(f"t{k}") for k in range(6)]
+    hidden = {tuple(sampled_values(config.params, s)["model.classifier_hidden"]) for s in sampled}
+    assert hidden == {(100, 100), (200,)}
+    assert {s["model.classifier_hidden"] for s in sampled} == {"[100, 100]", "[200]"}
+    # results.csv holds the same text, and reading it gives the list back
+    assert Choice(([100, 100], [200])).from_optuna("[200]") == [200]
+    with pytest.raises(ValueError, match="not one of the choices"):
+        Choice(([100, 100], [200])).from_optuna("[300]")
+
+
+def test_the_searcher_searches_the_one_translation_with_both_int_bounds():
+    config = load_config(
+        SPACES / "moons.yaml", ["params.method_args.discriminator_layers={int: [1, 3]}"]
+    )
+    assert config.params["method_args.discriminator_layers"] == IntRange(1, 3)
+    space = optuna_space(config.params)
+    assert space["method_args.discriminator_layers"] == optuna.distributions.IntDistribution(1, 3)
+    assert build_searcher(config)._space == space
+
+
 def test_parallel_tpe_uses_the_constant_liar():
     sampler = build_searcher(load_config(SPACES / "moons.yaml"))._sampler
     assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._constant_liar
@@ -115,6 +149,9 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
         # a wide lr range so that some trials are clearly worse than others
         "--set",
         "params.train.lr={loguniform: [1.0e-5, 0.3]}",
+        # options Optuna cannot store as they are: they travel as JSON text
+        "--set",
+        "params.model.classifier_hidden={choice: [[16], [32, 32]]}",
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -166,6 +203,10 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     best = load_config(experiment / "best.yaml")
     assert best.params == {}
     assert best.train.lr == pytest.approx(float(rows[0]["train.lr"]))
+    assert rows[0]["model.classifier_hidden"] in ("[16]", "[32, 32]")
+    assert best.model.classifier_hidden == json.loads(rows[0]["model.classifier_hidden"])
+    read_back = load_experiment(experiment).results[0]["model.classifier_hidden"]
+    assert read_back == best.model.classifier_hidden
 
     ray.shutdown()
     rerun = CliRunner().invoke(main, ["train", "--config", str(experiment / "best.yaml")])
