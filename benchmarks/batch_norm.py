@@ -31,7 +31,8 @@ from raydm import engine, evaluation
 from raydm import metrics as m
 from raydm.backbones import BACKBONES
 from raydm.config import load_config
-from raydm.data import load_domain_pair, pipeline
+from raydm.data import pipeline
+from raydm.data.pair import load_domain_pair
 from raydm.data.pipeline import Loader, Transform
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann.yaml"

@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from raydm.backbones import BACKBONES
 from raydm.config import load_config
-from raydm.data import load_domain_pair
+from raydm.data.pair import load_domain_pair
 from raydm.data.pipeline import Loader, TrainBatches, Transform
 from raydm.engine import build_method, place
 from raydm.memory import keep_freed_memory

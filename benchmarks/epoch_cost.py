@@ -22,7 +22,7 @@ import torch
 from raydm import engine
 from raydm import metrics as m
 from raydm.config import load_config
-from raydm.data import DomainPair, load_domain_pair
+from raydm.data.pair import DomainPair, load_domain_pair
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann_printed.yaml"
 

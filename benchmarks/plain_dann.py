@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raydm.config import DataConfig
-from raydm.data import load_domain_pair
+from raydm.data.pair import load_domain_pair
+from raydm.sections import DataConfig
 
 
 class Reverse(torch.autograd.Function):

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from raydm.config import config_from_dict
-from raydm.data import DomainPair, LabelledSet
+from raydm.data.pair import DomainPair
+from raydm.data.samples import LabelledSet
 from raydm.engine import build_method, place
 from raydm.memory import keep_freed_memory
 from raydm.methods.cgdm import (

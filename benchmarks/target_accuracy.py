@@ -25,7 +25,7 @@ import torch
 from raydm import engine
 from raydm import metrics as m
 from raydm.config import load_config
-from raydm.data import load_domain_pair
+from raydm.data.pair import load_domain_pair
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 METHOD_SPACES = {"source_only": "source_only.yaml", "dann": "dann.yaml", "cgdm": "cgdm.yaml"}

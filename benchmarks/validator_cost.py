@@ -19,7 +19,8 @@ import torch
 
 from raydm import engine, evaluation, validators
 from raydm.config import load_config
-from raydm.data import load_domain_pair, pipeline
+from raydm.data import pipeline
+from raydm.data.pair import load_domain_pair
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "dann.yaml"
 

@@ -12,8 +12,7 @@ from pydantic import BaseModel
 
 from raydm import metrics as m
 from raydm.backbones import BACKBONES
-from raydm.data import DOMAINS, PATH_DOMAINS
-from raydm.data.standard import IMAGE_BENCHMARKS
+from raydm.data import DOMAINS, IMAGE_BENCHMARKS, PATH_DOMAINS
 from raydm.methods import METHODS
 
 KINDS = ("methods", "domains", "backbones", "validators")

@@ -106,7 +106,7 @@ def tune(space, overrides, name, storage_path, address, resume, force_resume, dr
         fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
     from raydm.backbones import WeightsError
     from raydm.cluster import ClusterError
-    from raydm.data import DataError
+    from raydm.data.pair import DataError
     from raydm.results import leaderboard
     from raydm.tuning import ResumeError, run_search
 
@@ -177,7 +177,7 @@ def train(config_path, overrides, seeds) -> None:
         )
     from raydm import engine
     from raydm.backbones import WeightsError, pretrained_state
-    from raydm.data import DataError, load_domain_pair
+    from raydm.data.pair import DataError, load_domain_pair
 
     try:
         data = load_domain_pair(config.data)

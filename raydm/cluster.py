@@ -14,7 +14,8 @@ import torch
 
 from raydm import engine, evaluation
 from raydm.config import ExperimentConfig
-from raydm.data import DomainPair, pipeline
+from raydm.data import pipeline
+from raydm.data.pair import DomainPair
 from raydm.results import error_reason
 
 Echo = Callable[[str], None]

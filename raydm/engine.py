@@ -19,7 +19,8 @@ from raydm import memory
 from raydm import metrics as m
 from raydm.backbones import BACKBONES, load_pretrained, pretrained_state
 from raydm.config import ExperimentConfig
-from raydm.data import DomainPair, pipeline
+from raydm.data import pipeline
+from raydm.data.pair import DomainPair
 from raydm.data.pipeline import Loader, TrainBatches, Transform
 from raydm.data.samples import seed_for
 from raydm.evaluation import Evaluation

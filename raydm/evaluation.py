@@ -15,11 +15,12 @@ import torch.nn.functional as F
 
 from raydm import metrics as m
 from raydm import validators
-from raydm.config import TrainConfig
-from raydm.data import DomainPair, pipeline
+from raydm.data import pipeline
+from raydm.data.pair import DomainPair
 from raydm.data.pipeline import Loader, Transform
 from raydm.data.samples import seed_for
 from raydm.methods import Method
+from raydm.sections import TrainConfig
 
 # Samples per domain the importance-weighted validators' domain classifier sees each epoch:
 # with 1,000 they were a third of a LeNet epoch's evaluation on MNIST -> MNIST-M here.

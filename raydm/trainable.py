@@ -18,7 +18,7 @@ from ray import tune
 from raydm import engine
 from raydm import metrics as m
 from raydm.config import ExperimentConfig
-from raydm.data import DomainPair
+from raydm.data.pair import DomainPair
 from raydm.layout import CONFIG_FILE, SOFTMAX_FILE, STATE_FILE
 from raydm.search_space import sampled_values
 

@@ -26,7 +26,7 @@ from raydm import metrics as m
 from raydm.backbones import pretrained_state
 from raydm.cluster import available_cpus, connect, fit_to_cluster, max_concurrent
 from raydm.config import ExperimentConfig
-from raydm.data import load_domain_pair
+from raydm.data.pair import load_domain_pair
 from raydm.layout import BEST_FILE, RESULTS_FILE, SPACE_FILE, STUDY_FILE
 from raydm.progress import SearchProgress
 from raydm.results import (

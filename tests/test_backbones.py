@@ -9,7 +9,8 @@ from PIL import Image
 from raydm.backbones import BACKBONES, ResNetArgs, WeightsError, pretrained_state
 from raydm.cli import main
 from raydm.config import ConfigError, load_config
-from raydm.data import DomainPair, LabelledSet
+from raydm.data.pair import DomainPair
+from raydm.data.samples import LabelledSet
 from raydm.engine import build_method
 
 OFFICE = """

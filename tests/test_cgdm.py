@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raydm.config import load_config
-from raydm.data import load_domain_pair
+from raydm.data.pair import load_domain_pair
 from raydm.engine import build_method
 from raydm.methods.cgdm import (
     classifier_discrepancy,

@@ -11,8 +11,8 @@ from raydm import metrics as m
 from raydm.backbones import BACKBONES
 from raydm.cli import main
 from raydm.config import load_config
-from raydm.data import DOMAINS, PATH_DOMAINS, load_domain_pair
-from raydm.data.standard import IMAGE_BENCHMARKS
+from raydm.data import DOMAINS, IMAGE_BENCHMARKS, PATH_DOMAINS
+from raydm.data.pair import load_domain_pair
 from raydm.methods import METHODS
 from tests.conftest import SPACES
 

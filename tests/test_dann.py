@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from raydm.config import load_config
-from raydm.data import load_domain_pair
+from raydm.data.pair import load_domain_pair
 from raydm.engine import build_method, learning_rate
 from raydm.methods.dann import adaptation_weight, reverse_gradient
 from tests.conftest import SPACES, model_inputs

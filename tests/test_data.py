@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from raydm.config import DataConfig
-from raydm.data import DOMAINS, load_domain_pair, random_split, stratified_split
+from raydm.data import DOMAINS
 from raydm.data.digits import build_handwritten, digit_fonts, render_printed_digits
 from raydm.data.moons import CENTRE, rotate
+from raydm.data.pair import load_domain_pair, random_split, stratified_split
+from raydm.sections import DataConfig
 
 
 def test_moons_are_deterministic_and_the_target_is_the_rotated_draw(data_root):
@@ -58,12 +59,15 @@ def test_the_target_split_is_blind_to_the_target_labels(data_root, monkeypatch):
         if name != config.target:
             return entry
 
-        def build(cfg):
-            built = entry.build(cfg)
-            train = dataclasses.replace(built.train, labels=built.train.labels.flip(0))
-            return dataclasses.replace(built, train=train)
+        class Scrambled:
+            kind = entry.kind
 
-        return dataclasses.replace(entry, build=build)
+            def build(self, cfg):
+                built = entry.build(cfg)
+                train = dataclasses.replace(built.train, labels=built.train.labels.flip(0))
+                return dataclasses.replace(built, train=train)
+
+        return Scrambled()
 
     monkeypatch.setattr(raydm.data, "find_domain", scrambled)
     again = load_domain_pair(config)

@@ -7,7 +7,7 @@ import torch
 from raydm import engine
 from raydm import metrics as m
 from raydm.config import load_config
-from raydm.data import load_domain_pair
+from raydm.data.pair import load_domain_pair
 from raydm.engine import learning_rate
 from tests.conftest import SPACES, learned
 

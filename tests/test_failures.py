@@ -10,7 +10,7 @@ from raydm import cluster, engine, tuning
 from raydm import metrics as m
 from raydm.cli import main
 from raydm.config import ConfigError, load_config
-from raydm.data import load_domain_pair
+from raydm.data.pair import load_domain_pair
 from tests.conftest import SPACES, moons_dann, tune_ok
 
 GiB = 2**30

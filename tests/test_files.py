@@ -7,8 +7,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from raydm.cli import main
-from raydm.config import DataConfig, load_config
-from raydm.data import load_domain_pair
+from raydm.config import load_config
+from raydm.data.pair import load_domain_pair
+from raydm.sections import DataConfig
 from tests.conftest import tune_ok, tune_refused
 
 CLASSES = ("cat", "dog", "fox")

@@ -6,9 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from raydm.config import DataConfig
-from raydm.data import DOMAINS, DataError, load_domain_pair, mnist_offline
+from raydm.data import DOMAINS, mnist_offline
 from raydm.data.mnist_offline import blend, build_both, halves, read_mnist_csv
+from raydm.data.pair import DataError, load_domain_pair
+from raydm.sections import DataConfig
 from tests.conftest import tune_refused
 
 

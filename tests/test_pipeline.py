@@ -7,9 +7,11 @@ import torch
 
 from raydm import engine
 from raydm.backbones import IMAGENET_INPUT
-from raydm.config import DataConfig, load_config
-from raydm.data import ImageFiles, LabelledSet, load_domain_pair
+from raydm.config import load_config
+from raydm.data.pair import load_domain_pair
 from raydm.data.pipeline import BatchStream, Transform
+from raydm.data.samples import ImageFiles, LabelledSet
+from raydm.sections import DataConfig
 from tests.conftest import learned
 from tests.test_files import _folder
 

@@ -11,11 +11,12 @@ from scipy.stats import spearmanr
 from raydm import layout
 from raydm import metrics as m
 from raydm.analysis import param_importances, validator_table
-from raydm.config import SchedulerConfig, load_config
+from raydm.config import load_config
 from raydm.experiment import ReportError, load_experiment
 from raydm.plots import write_plots
 from raydm.report import render_text, to_json
 from raydm.results import TrialSummary, best_yaml, write_results
+from raydm.sections import SchedulerConfig
 from raydm.selection import Pick
 from tests.conftest import SPACES
 

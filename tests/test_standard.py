@@ -9,8 +9,10 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from raydm.config import ConfigError, DataConfig, load_config
-from raydm.data import DataError, load_domain_pair, standard
+from raydm.config import ConfigError, load_config
+from raydm.data import standard
+from raydm.data.pair import DataError, load_domain_pair
+from raydm.sections import DataConfig
 from tests.conftest import SPACES
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from raydm.data.samples import DomainSamples, LabelledSet, cached, fit_images, seed_for
 
 if TYPE_CHECKING:
-    from raydm.config import DataConfig
+    from raydm.sections import DataConfig
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
 SIZE = 32

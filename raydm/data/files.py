@@ -22,7 +22,7 @@ import torch
 from raydm.data.samples import DomainSamples, ImageFiles, LabelledSet
 
 if TYPE_CHECKING:
-    from raydm.config import DataConfig
+    from raydm.sections import DataConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 
@@ -40,7 +40,8 @@ def check_list(path: Path) -> None:
         raise ValueError(f"image list {path} does not exist")
 
 
-def build_folder(path: Path, config: DataConfig) -> DomainSamples:
+def build_folder(path: str | Path, config: DataConfig) -> DomainSamples:
+    path = Path(path)
     check_folder(path)
     class_names = tuple(sorted(child.name for child in path.iterdir() if child.is_dir()))
     files, labels = [], []
@@ -53,9 +54,10 @@ def build_folder(path: Path, config: DataConfig) -> DomainSamples:
     return _samples(files, labels, class_names)
 
 
-def build_list(path: Path, config: DataConfig, base: Path | None = None) -> DomainSamples:
+def build_list(path: str | Path, config: DataConfig, base: Path | None = None) -> DomainSamples:
     """The images an image list names; ``base`` is the folder its paths start from (by default
     the list's folder, or ``data.root`` if the first image is only found there)."""
+    path = Path(path)
     check_list(path)
     relatives, raw_labels = [], []
     for number, line in enumerate(path.read_text().splitlines(), start=1):

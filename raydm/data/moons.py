@@ -16,7 +16,7 @@ from sklearn.datasets import make_moons
 from raydm.data.samples import DomainSamples, LabelledSet, seed_for
 
 if TYPE_CHECKING:
-    from raydm.config import DataConfig
+    from raydm.sections import DataConfig
 
 CLASS_NAMES = ("upper", "lower")
 # make_moons draws the upper moon on x in [-1, 1] and the lower one on [0, 2]; (0.5, 0.25) is

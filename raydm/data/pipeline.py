@@ -19,8 +19,8 @@ from raydm.data.samples import ImageFiles, LabelledSet
 
 if TYPE_CHECKING:
     from raydm.backbones import ImageInput
-    from raydm.config import DataConfig
-    from raydm.data import DomainPair
+    from raydm.data.pair import DomainPair
+    from raydm.sections import DataConfig
 
 
 class BatchStream:

@@ -18,41 +18,14 @@ import numpy as np
 import torch
 
 from raydm import downloads
-from raydm.data import files
+from raydm.data import IMAGE_BENCHMARKS, benchmark_location, files
 from raydm.data.samples import DomainSamples, LabelledSet, fit_images
 
 if TYPE_CHECKING:
-    from raydm.config import DataConfig
+    from raydm.sections import DataConfig
 
 log = logging.getLogger(__name__)
 DIGITS = tuple(str(d) for d in range(10))
-
-# name -> (sub-folder of data.root, the layout a user must provide)
-IMAGE_BENCHMARKS = {
-    "office31": (
-        ("amazon", "dslr", "webcam"),
-        "office31/{domain}/images/<class>/<image>.jpg (Office-31, 31 classes)",
-    ),
-    "officehome": (
-        ("Art", "Clipart", "Product", "Real_World"),
-        "officehome/{domain}/<class>/<image>.jpg (Office-Home, 65 classes)",
-    ),
-    "visda": (
-        ("train", "validation"),
-        "visda/{domain}/image_list.txt with 'relative/path label' lines (VisDA-2017, 12 classes)",
-    ),
-}
-
-
-def benchmark_location(benchmark: str, domain: str) -> str:
-    """Where one domain of Office-31, Office-Home or VisDA lives, relative to ``data.root``:
-    its class tree or its image list. Checks the name only; ``build_benchmark`` checks the disk."""
-    domains, _ = IMAGE_BENCHMARKS[benchmark]
-    if domain not in domains:
-        raise ValueError(f"{benchmark} has domains {', '.join(domains)}, not {domain!r}")
-    if benchmark == "visda":
-        return f"visda/{domain}/image_list.txt"
-    return IMAGE_BENCHMARKS[benchmark][1].format(domain=domain).split("/<")[0]
 
 
 def build_benchmark(benchmark: str, domain: str, config: DataConfig) -> DomainSamples:
