@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -96,6 +97,11 @@ def tune(space, overrides, name, storage_path, address, resume, force_resume, dr
       raydm tune --space search_spaces/dann.yaml --name big --resume
       raydm tune --space search_spaces/cgdm.yaml --dry-run
     """
+    if address is None:
+        # A local search needs no network, but Ray 2.60 binds its GCS and raylet to the
+        # machine's network address even when ray.init is given _node_ip_address="127.0.0.1".
+        # Read when Ray is imported, this keeps every process of the search on loopback.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     config = load(space, overrides)
     if dry_run:
         from raydm.tuning import dry_run as describe_search

@@ -261,3 +261,16 @@ def test_an_asha_search_interrupted_and_resumed_keeps_its_stops_and_trials(tmp_p
     for status, epochs in statuses.values():
         stopped_at_a_rung = status == "stopped" and epochs in (1, 2)
         assert stopped_at_a_rung or (status, epochs) == ("completed", 4), statuses
+
+
+def test_a_local_search_keeps_every_ray_process_on_loopback(tmp_path, monkeypatch):
+    # Without the test environment's setting: a user's shell does not have it.
+    monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
+    space = tmp_path / "space.yaml"
+    space.write_text(_space(tmp_path, epochs=1, iters=5, samples=1))
+    storage = tmp_path / "results"
+    output, _ = _tune(space, storage).communicate(timeout=180)
+    (progress,) = (storage / "run").glob("*/progress.csv")
+    with progress.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and {row["node_ip"] for row in rows} == {"127.0.0.1"}, output
