@@ -6,8 +6,6 @@ search-space file accepts.
 
 from __future__ import annotations
 
-import inspect
-
 from pydantic import BaseModel
 
 from raydm import metrics as m
@@ -40,7 +38,7 @@ def describe(kind: str) -> list[str]:
     """One line per entry of ``kind`` (one of KINDS)."""
     if kind == "methods":
         return [
-            _line(name, inspect.getdoc(METHODS.get(name)).splitlines()[0], METHODS.get(name).Args)
+            _line(name, METHODS.get(name).summary, METHODS.get(name).Args)
             for name in METHODS.names()
         ]
     if kind == "backbones":

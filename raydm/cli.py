@@ -104,15 +104,15 @@ def tune(space, overrides, name, storage_path, address, resume, force_resume, dr
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     config = load(space, overrides)
     if dry_run:
-        from raydm.tuning import dry_run as describe_search
+        from raydm.plan import dry_run as describe_search
 
         click.echo(describe_search(config, address))
         return
     if resume and not name:
         fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
-    from raydm.backbones import WeightsError
     from raydm.cluster import ClusterError
     from raydm.data.pair import DataError
+    from raydm.networks import WeightsError
     from raydm.results import leaderboard
     from raydm.tuning import ResumeError, run_search
 
@@ -182,8 +182,8 @@ def train(config_path, overrides, seeds) -> None:
             USAGE_ERROR,
         )
     from raydm import engine
-    from raydm.backbones import WeightsError, pretrained_state
     from raydm.data.pair import DataError, load_domain_pair
+    from raydm.networks import WeightsError, pretrained_state
 
     try:
         data = load_domain_pair(config.data)

@@ -7,16 +7,14 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 
-from raydm import engine, evaluation
 from raydm.config import ExperimentConfig
-from raydm.data import pipeline
-from raydm.data.pair import DomainPair
-from raydm.results import error_reason
+
+if TYPE_CHECKING:
+    from raydm.data.pair import DomainPair
 
 Echo = Callable[[str], None]
 
@@ -47,7 +45,35 @@ def connect(address: str | None, echo: Echo) -> None:
     echo(f"started a local Ray with {cpus} CPUs ({where})")
 
 
+def error_reason(error: BaseException) -> str:
+    """One line for a Ray error: the last line of its message, which for a trial's error is
+    the exception the trial raised."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
+
+
 CGROUP = Path("/sys/fs/cgroup")
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+def visible_gpus(driver: Path = NVIDIA_GPUS) -> int:
+    """The NVIDIA GPUs this process may use, without importing torch (for --dry-run): one
+    entry per GPU in the driver's ``/proc`` folder, narrowed by CUDA_VISIBLE_DEVICES."""
+    try:
+        present = sum(1 for _ in driver.iterdir())
+    except OSError:
+        return 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return present
+    # CUDA stops at the first invalid entry, so "0,-1,1" is one GPU.
+    count = 0
+    for entry in visible.split(","):
+        entry = entry.strip()
+        if not entry or entry.startswith("-"):
+            break
+        count += 1
+    return min(count, present)
 
 
 def available_cpus(cgroup: Path = CGROUP) -> tuple[int, str]:
@@ -154,7 +180,9 @@ def fit_to_cluster(
     elif resources.gpu == "auto":
         largest = config.fixed(largest_values(config))
         sample = data.first(max(2 * largest.train.batch_size, largest.train.eval_batch_size))
-        probe = ray.remote(num_gpus=1, num_cpus=resources.cpu)(_probe_peak_memory)
+        from raydm.gpu_probe import peak_gpu_memory  # torch and the training loop
+
+        probe = ray.remote(num_gpus=1, num_cpus=resources.cpu)(peak_gpu_memory)
         peak, total = ray.get(probe.remote(largest, sample, pretrained))
         gpu = gpu_share(peak, total)
         echo(
@@ -208,39 +236,3 @@ def largest_values(config: ExperimentConfig) -> dict[str, Any]:
         candidates = distribution.probe_values()
         values[key] = max(candidates) if key.endswith("batch_size") else candidates[0]
     return values
-
-
-def _probe_peak_memory(config: ExperimentConfig, data: DomainPair, pretrained) -> tuple[int, int]:
-    return peak_gpu_memory(config, data, pretrained)
-
-
-def peak_gpu_memory(
-    config: ExperimentConfig,
-    data: DomainPair,
-    pretrained: dict[str, torch.Tensor] | None,
-    iterations: int = 3,
-) -> tuple[int, int]:
-    """(peak bytes one trial's training reserves on this GPU, the GPU's total bytes).
-
-    Runs the last epoch's work for a few iterations (for CGDM: with pseudo-labels, so the
-    second-order gradient discrepancy is in it) and one evaluation pass of a batch.
-    """
-    device = torch.device("cuda")
-    torch.cuda.reset_peak_memory_stats(device)
-    method, transform, loader, source, target = engine.setup(config, data, pretrained, device)
-    method.train()
-    eval_size = config.train.eval_batch_size
-    method.start_epoch(
-        config.train.epochs - 1,
-        lambda: engine.prepared_inputs(data.target_train, eval_size, loader, transform),
-    )
-    for _ in range(iterations):
-        engine.train_step(method, source, target, transform, progress=1.0)
-    batches = pipeline.evaluation_batches(data.source_val, eval_size, loader)
-    evaluation.outputs(method, batches, transform)
-    source.close()
-    target.close()
-    torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_reserved(device), torch.cuda.get_device_properties(
-        device
-    ).total_memory

@@ -17,14 +17,16 @@ import torch
 
 from raydm import memory
 from raydm import metrics as m
-from raydm.backbones import BACKBONES, load_pretrained, pretrained_state
+from raydm.backbones import BACKBONES
 from raydm.config import ExperimentConfig
 from raydm.data import pipeline
 from raydm.data.pair import DomainPair
 from raydm.data.pipeline import Loader, TrainBatches, Transform
 from raydm.data.samples import seed_for
 from raydm.evaluation import Evaluation
-from raydm.methods import METHODS, Method
+from raydm.methods import METHODS
+from raydm.methods.base import Method
+from raydm.networks import load_pretrained, pretrained_state
 
 # Key of the epoch's softmax on the validation target subset in the epoch state (float16).
 TARGET_SOFTMAX = "target_softmax"
@@ -55,7 +57,7 @@ def build_method(
         config.model.backbone_args, pipeline.model_input_shape(data, config.data)
     )
     load_pretrained(backbone, pretrained)
-    method_class = METHODS.get(config.method)
+    method_class = METHODS.get(config.method).load()
     return method_class(config.method_args, backbone, data.num_classes, config.model, config.train)
 
 

@@ -19,7 +19,7 @@ from raydm.data import pipeline
 from raydm.data.pair import DomainPair
 from raydm.data.pipeline import Loader, Transform
 from raydm.data.samples import seed_for
-from raydm.methods import Method
+from raydm.methods.base import Method
 from raydm.sections import TrainConfig
 
 # Samples per domain the importance-weighted validators' domain classifier sees each epoch:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from raydm import layout, selection
 from raydm import metrics as m
+from raydm.cluster import error_reason
 from raydm.config import ExperimentConfig
 from raydm.search_space import optuna_value, sampled_values
 
@@ -128,13 +129,6 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
 
 def _trial_id(result) -> str:
     return str((result.metrics or {}).get("trial_id", Path(result.path).name))
-
-
-def error_reason(error: BaseException) -> str:
-    """One line for a trial's error: the last line of Ray's message, which is the exception
-    the trial raised."""
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(error).__name__
 
 
 def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Path) -> None:

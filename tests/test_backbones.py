@@ -6,12 +6,13 @@ import torchvision
 from click.testing import CliRunner
 from PIL import Image
 
-from raydm.backbones import BACKBONES, ResNetArgs, WeightsError, pretrained_state
+from raydm.backbones import BACKBONES, ResNetArgs
 from raydm.cli import main
 from raydm.config import ConfigError, load_config
 from raydm.data.pair import DomainPair
 from raydm.data.samples import LabelledSet
 from raydm.engine import build_method
+from raydm.networks import WeightsError, pretrained_state
 
 OFFICE = """
 method: {method}

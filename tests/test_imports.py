@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,4 +26,31 @@ def _loaded_by(module: str) -> list[str]:
 
 def test_the_data_package_does_not_import_the_config_that_validates_its_names():
     # config imports data's domain look-up; data names DataConfig for type hints only.
-    assert "raydm.config" not in _loaded_by("raydm.data")
+    assert not {"raydm.config", "raydm.sections"} & set(_loaded_by("raydm.data"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["--help"],
+        ["list", "methods"],
+        ["list", "domains"],
+        ["list", "backbones"],
+        ["list", "validators"],
+        ["tune", "--space", "search_spaces/cgdm.yaml", "--dry-run"],
+        ["tune", "--space", "search_spaces/dann.yaml", "--set", "train.epochs=0"],
+    ],
+    ids=lambda command: " ".join(command[:2]) + (" (error)" if "train.epochs=0" in command else ""),
+)
+def test_cheap_commands_import_neither_torch_nor_scikit_learn(command):
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "raydm.cli", *command],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert run.returncode == (2 if "train.epochs=0" in command else 0), run.stderr[-500:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()}
+    assert imported, "no import times: -X importtime did not run"
+    assert not {"torch", "sklearn"} & imported

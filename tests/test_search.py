@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from raydm import metrics as m
 from raydm.analysis import scored_points
 from raydm.cli import main
-from raydm.cluster import available_cpus
+from raydm.cluster import available_cpus, visible_gpus
 from raydm.config import load_config
 from raydm.experiment import load_experiment
 from raydm.search_space import Choice, IntRange, optuna_space, sampled_values
@@ -284,6 +284,19 @@ def test_the_local_cpu_count_honours_a_container_quota(tmp_path, monkeypatch):
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")  # cgroup v1: half a CPU
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert available_cpus(tmp_path) == (1, "cgroup CPU quota 0.5")
+
+
+def test_the_dry_runs_gpu_count_reads_the_driver_as_cuda_visible_devices_narrows_it(
+    tmp_path, monkeypatch
+):
+    assert visible_gpus(tmp_path / "no-driver") == 0
+    for bus in ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0"):
+        (tmp_path / bus).mkdir()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_gpus(tmp_path) == 3
+    for visible, count in (("", 0), ("-1", 0), ("1", 1), ("0,2", 2), ("0,-1,1", 1), ("0,1,2,3", 3)):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert visible_gpus(tmp_path) == count, visible
 
 
 @pytest.mark.parametrize(

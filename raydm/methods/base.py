@@ -8,11 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from raydm.options import Section
-
-
-class MethodArgs(Section):
-    """Options of one entry: unknown keys, and booleans given for numbers, are refused."""
+from raydm.methods.options import MethodArgs
 
 
 class Method(nn.Module):

@@ -21,44 +21,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from raydm.backbones import parameter_groups
-from raydm.methods.base import Method, MethodArgs, sgd
+from raydm.methods.base import Method, sgd
+from raydm.methods.options import CGDMArgs
+from raydm.networks import parameter_groups
 
 # The official code adds this inside its logarithms; kept so loss values match it.
 LOG_EPS = 1e-5
-
-
-class CGDMArgs(MethodArgs):
-    w_dis: float = Field(1.0, ge=0, description="Weight of the head discrepancy L_dis (B and C).")
-    w_ent: float = Field(0.01, ge=0, description="Weight of the IM loss on target predictions.")
-    w_pl: float = Field(0.01, ge=0, description="Weight of the pseudo-label weighted CE (step A).")
-    w_gd: float = Field(0.01, ge=0, description="Weight of the gradient discrepancy L_GD (step C).")
-    num_k: int = Field(4, ge=1, description="Step-C repetitions per iteration.")
-    head_lr_mult: float = Field(1.0, gt=0, description="lr of F1, F2 relative to train.lr.")
-    generator_momentum: float = Field(
-        0.0, ge=0, lt=1, description="SGD momentum of G (official: none; heads use train.momentum)."
-    )
-    head_init: Literal["normal", "default"] = Field(
-        "normal", description="normal: N(0, 0.01) weights as the official code; default: torch's."
-    )
-    gd_params: Literal["all", "last"] = Field(
-        "all", description="Head parameters in L_GD: all of them, or the last layer only."
-    )
-    gd_cosine: Literal["rowwise", "flat"] = Field(
-        "rowwise",
-        description="rowwise: one cosine per output unit of a matrix; flat: one per tensor.",
-    )
-    pseudo_label_start: int = Field(
-        1, ge=0, description="Epochs before the first pseudo-labels (official: after epoch 1)."
-    )
-    pseudo_label_every: int = Field(1, ge=1, description="Epochs between pseudo-label updates.")
-    kmeans_rounds: int = Field(1, ge=0, description="Hard k-means refinements after the init.")
-    threshold: float | None = Field(
-        None, gt=0, lt=1, description="Ignore targets whose predicted confidence is below this."
-    )
 
 
 # --- losses (module functions, so tests can check them by hand) ----------------------------

@@ -11,36 +11,13 @@ features become indistinguishable across domains while staying discriminative fo
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from raydm.methods.base import MethodArgs
+from raydm.methods.options import DANNArgs
 from raydm.methods.source_only import SourceOnly
-
-
-class DANNArgs(MethodArgs):
-    lambda_max: float = Field(1.0, ge=0, description="Ceiling of the adaptation weight lambda_p.")
-    gamma: float = Field(10.0, gt=0, description="Steepness of the lambda_p ramp (paper: 10).")
-    lambda_schedule: Literal["ramp", "constant"] = Field(
-        "ramp", description="ramp: lambda_p from 0 to lambda_max as in the paper; constant."
-    )
-    discriminator_hidden: int = Field(100, ge=1, description="Width of the domain classifier.")
-    discriminator_layers: int = Field(
-        1, ge=0, description="Hidden layers of the domain classifier."
-    )
-    discriminator_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the classifier.")
-    discriminator_lr_mult: float = Field(1.0, gt=0, description="lr multiplier of the classifier.")
-    domain_passes: Literal["separate", "joint"] = Field(
-        "separate",
-        description="separate: one backbone pass per domain, so batch norm normalises each "
-        "domain by its own statistics; joint: one pass over the mixed batch (18-20 points "
-        "lower on MNIST -> MNIST-M with a batch-norm LeNet, BENCHMARKS.md). The same for "
-        "backbones without batch norm.",
-    )
 
 
 def adaptation_weight(progress: float, lambda_max: float, gamma: float) -> float:

@@ -6,12 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raydm.backbones import parameter_groups
-from raydm.methods.base import Method, MethodArgs, classifier, sgd
-
-
-class SourceOnlyArgs(MethodArgs):
-    pass
+from raydm.methods.base import Method, classifier, sgd
+from raydm.methods.options import SourceOnlyArgs
+from raydm.networks import parameter_groups
 
 
 class SourceOnly(Method):
