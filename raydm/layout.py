@@ -14,6 +14,9 @@ RESULTS_FILE = "results.csv"  # one row per trial, best first
 BEST_FILE = "best.yaml"  # the picked trial's complete config
 SPACE_FILE = "search_space.yaml"  # the resolved search, as validated, for the record
 STUDY_FILE = "optuna.journal"  # the Optuna study, for optuna-dashboard
+# The final pick and every kept checkpoint it was chosen from, best first by the selector:
+# {"selector": ..., "ranking": [{trial_id, epoch, value, checkpoint}, ...]}.
+PICK_FILE = "pick.json"
 TRIAL_DIR_PREFIX = "train_trial_"  # Tune's directory per trial ...
 PROGRESS_FILE = "progress.csv"  # ... with one row per reported epoch
 
@@ -31,6 +34,7 @@ STATUS = "status"  # completed | stopped (early, by the scheduler) | failed | un
 EPOCHS = "epochs"
 BEST_EPOCH = "best_epoch"
 REASON = "reason"  # why a failed trial failed
+CHECKPOINT = "checkpoint"  # the trial's best kept checkpoint by the selector, relative path
 BEST_PREFIX = "best:"
 FINAL_PREFIX = "final:"
 STATUSES = ("completed", "stopped", "failed", "unstarted")
@@ -47,4 +51,4 @@ def final_column(name: str) -> str:
 def results_columns(params: Iterable[str], metric: str, reported: Iterable[str]) -> list[str]:
     """results.csv's header, in order."""
     columns = [TRIAL_ID, STATUS, EPOCHS, *params, best_column(metric), BEST_EPOCH]
-    return [*columns, *(final_column(name) for name in reported), REASON]
+    return [*columns, *(final_column(name) for name in reported), CHECKPOINT, REASON]

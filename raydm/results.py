@@ -4,6 +4,7 @@ leaderboard (no Ray imported: the report reads what this writes)."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,21 +51,50 @@ class SearchOutcome:
     best_config: ExperimentConfig | None
     unfinished: int = 0  # trials left pending or running by an interruption (Ctrl-C)
     pick: selection.Pick | None = None  # the final (trial, epoch), by search.select
+    checkpoint: str | None = None  # the pick's checkpoint, relative to experiment_dir
 
 
-def final_pick(grid, trials: list[TrialSummary], config: ExperimentConfig, echo: Echo):
-    """The (trial, epoch) that search.select ranks first among every epoch of the trials that
-    did not fail; by search.metric when the selector has nothing to rank (no trial kept the
-    softmax EnsV needs, or none reported the selector's metric)."""
+@dataclass(frozen=True)
+class Selection:
+    """The final pick and the kept checkpoints it was chosen from, best first by the
+    selector (what ``raydm predict`` and ``--ensemble`` read back from PICK_FILE)."""
+
+    pick: selection.Pick
+    ranking: list[dict[str, Any]]  # trial_id, epoch, value, checkpoint (relative path)
+
+    @property
+    def checkpoint(self) -> str:
+        return self.ranking[0][layout.CHECKPOINT]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"selector": self.pick.selector, "ranking": self.ranking}, indent=1, allow_nan=False
+        )
+
+
+def final_pick(
+    grid, trials: list[TrialSummary], config: ExperimentConfig, experiment_dir: Path, echo: Echo
+) -> Selection | None:
+    """The (trial, epoch) that search.select ranks first among the kept checkpoints of the
+    trials that did not fail; by search.metric when the selector has nothing to rank (no trial
+    kept the softmax EnsV needs, or none reported the selector's metric). EnsV's ensemble is
+    every epoch of those trials, kept or not. None when no trial kept a checkpoint."""
     eligible = {trial.trial_id for trial in trials if trial.status in ("completed", "stopped")}
-    frames = []
+    frames, kept = [], {}
     for result in grid:
+        trial_id = _trial_id(result)
         history = result.metrics_dataframe
         if history is not None and len(history):
-            trial_id = _trial_id(result)
             frames.append(history.assign(**{selection.TRIAL_ID: trial_id}))
+        for checkpoint, reported in result.best_checkpoints or []:
+            if m.EPOCH in reported:
+                kept[(trial_id, int(reported[m.EPOCH]))] = _relative(
+                    checkpoint.path, experiment_dir
+                )
+    if not frames:
+        return None
     points = selection.candidates(pd.concat(frames, ignore_index=True), eligible)
-    selector = config.search.select or config.search.metric
+    selector = config.search.selector
     softmaxes: dict[selection.Point, Any] = {}
     if selector == m.ENSV:
         for result in grid:
@@ -73,11 +103,38 @@ def final_pick(grid, trials: list[TrialSummary], config: ExperimentConfig, echo:
                 with result.checkpoint.as_directory() as directory:
                     softmaxes.update(selection.read_softmaxes(Path(directory), trial_id))
     mode = config.search.mode if selector == config.search.metric else None
-    pick = selection.select(points, selector, softmaxes, mode)
-    if pick is None:
+    ranked = _kept_only(selection.ranking(points, selector, softmaxes, mode), kept)
+    if ranked.empty:
         echo(f"search.select {selector}: nothing to rank by; picking by {config.search.metric}")
-        pick = selection.by_metric(points, config.search.metric, config.search.mode)
-    return pick
+        selector = config.search.metric
+        ranked = _kept_only(selection.ranking(points, selector, mode=config.search.mode), kept)
+    pick = selection.first(ranked, selector)
+    if pick is None:
+        return None
+    rows = [
+        {
+            layout.TRIAL_ID: str(row[selection.TRIAL_ID]),
+            m.EPOCH: int(row[m.EPOCH]),
+            selection.RANK_VALUE: float(row[selection.RANK_VALUE]),
+            layout.CHECKPOINT: kept[(str(row[selection.TRIAL_ID]), int(row[m.EPOCH]))],
+        }
+        for _, row in ranked.iterrows()
+    ]
+    return Selection(pick, rows)
+
+
+def _kept_only(ranked: pd.DataFrame, kept: dict[selection.Point, str]) -> pd.DataFrame:
+    keys = zip(ranked[selection.TRIAL_ID].astype(str), ranked[m.EPOCH].astype(int), strict=True)
+    return ranked[[key in kept for key in keys]].reset_index(drop=True)
+
+
+def _relative(path: str, experiment_dir: Path) -> str:
+    """A checkpoint's path relative to the experiment directory when it is inside it (so the
+    directory can be moved), else as Tune gives it."""
+    try:
+        return str(Path(path).resolve().relative_to(experiment_dir.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
@@ -131,8 +188,17 @@ def _trial_id(result) -> str:
     return str((result.metrics or {}).get("trial_id", Path(result.path).name))
 
 
-def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Path) -> None:
-    """results.csv, with the columns ``layout.results_columns`` gives, best trial first."""
+def write_results(
+    trials: list[TrialSummary],
+    config: ExperimentConfig,
+    path: Path,
+    chosen: Selection | None = None,
+) -> None:
+    """results.csv, with the columns ``layout.results_columns`` gives, best trial first; each
+    trial's checkpoint is its best kept one by the selector."""
+    checkpoints: dict[str, str] = {}
+    for row in chosen.ranking if chosen else []:
+        checkpoints.setdefault(row[layout.TRIAL_ID], row[layout.CHECKPOINT])
     metric = config.search.metric
     reported = sorted({name for trial in trials for name in trial.final})
     with path.open("w", newline="") as handle:
@@ -150,6 +216,7 @@ def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Pa
                     **{layout.final_column(name): trial.final.get(name, "") for name in reported},
                     layout.best_column(metric): trial.best_value,
                     layout.BEST_EPOCH: trial.best_epoch,
+                    layout.CHECKPOINT: checkpoints.get(trial.trial_id, ""),
                     layout.REASON: trial.reason,
                 }
             )
@@ -158,14 +225,19 @@ def write_results(trials: list[TrialSummary], config: ExperimentConfig, path: Pa
 def best_yaml(
     best: ExperimentConfig,
     trial: TrialSummary,
-    pick: selection.Pick,
+    chosen: Selection,
     searched: ExperimentConfig,
 ) -> str:
+    pick = chosen.pick
     header = (
         f"# Selected by raydm with {pick.selector}: trial {trial.trial_id}, {pick.selector} = "
         f"{pick.value:.4f} at epoch {pick.epoch} of {trial.epochs} run ({trial.status}).\n"
-        f"# The search was steered by {searched.search.metric}; the pick ranked every epoch of "
-        "every trial that did not fail.\n# Re-run it with: raydm train --config best.yaml\n"
+        f"# The search was steered by {searched.search.metric}; the pick ranked the kept "
+        "checkpoints of every trial that did not fail.\n"
+        f"# The selected model is the checkpoint {chosen.checkpoint} (next to this file):\n"
+        "#   raydm predict <this experiment> --images SPEC   labels images with it.\n"
+        "# raydm train --config best.yaml trains the trial again from scratch, to its last epoch\n"
+        "# (not the selected one), and on a GPU to different weights.\n"
     )
     return header + best.to_yaml()
 
@@ -192,6 +264,8 @@ def leaderboard(outcome: SearchOutcome, config: ExperimentConfig, top: int = 10)
     lines += [f"{t.trial_id} failed: {t.reason}" for t in outcome.trials if t.status == "failed"]
     if outcome.pick is not None:
         lines.append(f"final pick: {outcome.pick.describe()}")
+    if outcome.checkpoint is not None:
+        lines.append(f"selected model: {outcome.experiment_dir / outcome.checkpoint}")
     return "\n".join(lines)
 
 

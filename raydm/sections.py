@@ -206,6 +206,12 @@ class SearchConfig(Section):
         "(joined clusters: num_samples, for the autoscaler).",
     )
     max_failures: int = Field(2, ge=0, description="Retries of a trial that crashes.")
+    keep_checkpoints: int | Literal["all"] | None = Field(
+        None,
+        description="Checkpoints (model and resume state) each trial keeps besides its latest: "
+        "its k best epochs by the final selector, or all; default: 1, or all with select: "
+        f"{ENSV}, which ranks every epoch. The final pick is a kept checkpoint.",
+    )
     searcher: SearcherConfig = Field(default_factory=SearcherConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 
@@ -222,6 +228,35 @@ class SearchConfig(Section):
         if name is not None and name not in SELECTORS:
             raise ValueError(f"unknown selector {name!r}; choose one of: {', '.join(SELECTORS)}")
         return name
+
+    @field_validator("keep_checkpoints", mode="before")
+    @classmethod
+    def _a_count_or_all(cls, keep: Any) -> Any:
+        if keep is None or keep == "all" or isinstance(keep, bool):
+            return keep  # a bool is refused, as for every number
+        if not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep at least 1 checkpoint per trial, or all; got {keep!r}")
+        return keep
+
+    @property
+    def selector(self) -> str:
+        """What the final pick ranks by: select, or metric."""
+        return self.select or self.metric
+
+    def checkpoint_ranking(self) -> tuple[str, str]:
+        """The metric and mode a trial's checkpoints are ranked by to keep the best: the
+        selector when it is a metric (in its own direction unless it is metric), else
+        metric."""
+        if self.selector in (self.metric, ENSV):
+            return self.metric, self.mode
+        return self.selector, SELECTABLE[self.selector]
+
+    def checkpoints_per_trial(self) -> int | None:
+        """How many checkpoints each trial keeps by ``checkpoint_ranking`` besides its
+        latest; None: all of them."""
+        if self.keep_checkpoints is None:
+            return None if self.selector == ENSV else 1
+        return None if self.keep_checkpoints == "all" else self.keep_checkpoints
 
     @model_validator(mode="after")
     def _oracle_needs_consent(self) -> SearchConfig:

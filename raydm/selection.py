@@ -27,6 +27,7 @@ from raydm.layout import SOFTMAX_FILE, TRIAL_ID
 from raydm.validators import ensemble_agreement
 
 Point = tuple[str, int]  # (trial id, epoch)
+RANK_VALUE = "value"  # the selector's value in a ranking
 
 
 @dataclass(frozen=True)
@@ -48,17 +49,39 @@ def candidates(histories: pd.DataFrame, eligible: set[str]) -> pd.DataFrame:
     return points.assign(**{m.EPOCH: points[m.EPOCH].astype(int)}).reset_index(drop=True)
 
 
+def ranking(
+    points: pd.DataFrame,
+    selector: str,
+    softmaxes: Mapping[Point, torch.Tensor] | None = None,
+    mode: str | None = None,
+) -> pd.DataFrame:
+    """``points`` with a finite value of ``selector`` (a metric, best by ``mode``, by default
+    its direction in ``m.SELECTABLE``; or ``m.ENSV``), best first, as (trial id, epoch,
+    ``RANK_VALUE``) rows; ties keep the order given."""
+    if selector == m.ENSV:
+        points = points.assign(**{m.ENSV: ensv_column(points, softmaxes or {})})
+        mode = "max"
+    if selector not in points:
+        return pd.DataFrame(columns=[TRIAL_ID, m.EPOCH, RANK_VALUE])
+    values = pd.to_numeric(points[selector], errors="coerce")
+    ranked = points.assign(**{RANK_VALUE: values})[np.isfinite(values)]
+    ascending = (mode or m.SELECTABLE[selector]) == "min"
+    ranked = ranked.sort_values(RANK_VALUE, ascending=ascending, kind="stable")
+    return ranked[[TRIAL_ID, m.EPOCH, RANK_VALUE]].reset_index(drop=True)
+
+
+def first(ranked: pd.DataFrame, selector: str) -> Pick | None:
+    """The top point of a ``ranking``; None when it is empty."""
+    if ranked.empty:
+        return None
+    top = ranked.iloc[0]
+    return Pick(selector, str(top[TRIAL_ID]), int(top[m.EPOCH]), float(top[RANK_VALUE]))
+
+
 def by_metric(points: pd.DataFrame, metric: str, mode: str | None = None) -> Pick | None:
     """The point where ``metric`` is best (``mode``, by default its direction in
     ``m.SELECTABLE``); None when no point reported a finite value."""
-    if metric not in points:
-        return None
-    values = pd.to_numeric(points[metric], errors="coerce")
-    values = values[np.isfinite(values)]
-    if values.empty:
-        return None
-    row = values.idxmax() if (mode or m.SELECTABLE[metric]) == "max" else values.idxmin()
-    return Pick(metric, str(points.at[row, TRIAL_ID]), int(points.at[row, m.EPOCH]), values[row])
+    return first(ranking(points, metric, mode=mode), metric)
 
 
 def ensv_scores(softmaxes: Mapping[Point, torch.Tensor]) -> dict[Point, float]:
@@ -78,8 +101,7 @@ def ensv_column(points: pd.DataFrame, softmaxes: Mapping[Point, torch.Tensor]) -
 
 
 def by_ensv(points: pd.DataFrame, softmaxes: Mapping[Point, torch.Tensor]) -> Pick | None:
-    scored = points.assign(**{m.ENSV: ensv_column(points, softmaxes)})
-    return by_metric(scored, m.ENSV, "max")
+    return first(ranking(points, m.ENSV, softmaxes), m.ENSV)
 
 
 def select(
@@ -90,9 +112,7 @@ def select(
 ) -> Pick | None:
     """The final pick among ``points`` by ``selector`` (a metric name, best by ``mode``, or
     ``m.ENSV``)."""
-    if selector == m.ENSV:
-        return by_ensv(points, softmaxes or {})
-    return by_metric(points, selector, mode)
+    return first(ranking(points, selector, softmaxes, mode), selector)
 
 
 def read_softmaxes(checkpoint_dir: Path, trial_id: str) -> dict[Point, torch.Tensor]:

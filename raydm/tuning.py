@@ -26,7 +26,7 @@ from raydm import metrics as m
 from raydm.cluster import connect, fit_to_cluster, max_concurrent
 from raydm.config import ExperimentConfig
 from raydm.data.pair import load_domain_pair
-from raydm.layout import BEST_FILE, RESULTS_FILE, SPACE_FILE, STUDY_FILE
+from raydm.layout import BEST_FILE, PICK_FILE, RESULTS_FILE, SPACE_FILE, STUDY_FILE
 from raydm.networks import pretrained_state
 from raydm.progress import SearchProgress
 from raydm.results import (
@@ -190,7 +190,12 @@ def run_search(
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage_path,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # The best epochs by the final selector, and (always, for resuming) the latest.
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=config.search.checkpoints_per_trial(),
+                    checkpoint_score_attribute=config.search.checkpoint_ranking()[0],
+                    checkpoint_score_order=config.search.checkpoint_ranking()[1],
+                ),
                 failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
                 callbacks=[progress],
                 verbose=0,
@@ -201,20 +206,29 @@ def run_search(
     grid = tuner.fit()  # the first Ctrl-C makes Tune save its state and return here
     trials = summarize(grid, config)
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    write_results(trials, config, experiment_dir / RESULTS_FILE)
-    best_config, unfinished, pick = None, 0, None
+    best_config, unfinished, chosen = None, 0, None
     if _interrupted(handler):
         finished = sum(t.status != "unstarted" for t in trials)
         unfinished = config.search.num_samples - finished
     elif trials and not math.isnan(trials[0].best_value):
-        pick = final_pick(grid, trials, config, echo)
-        chosen = next(trial for trial in trials if trial.trial_id == pick.trial_id)
+        chosen = final_pick(grid, trials, config, Path(experiment_path), echo)
+    write_results(trials, config, experiment_dir / RESULTS_FILE, chosen)
+    if chosen is not None:
+        trial = next(t for t in trials if t.trial_id == chosen.pick.trial_id)
         # As asked, not as run: a GPU request stays in best.yaml for a machine that has one.
-        best_config = requested.fixed(chosen.params)
-        (experiment_dir / BEST_FILE).write_text(best_yaml(best_config, chosen, pick, config))
+        best_config = requested.fixed(trial.params)
+        (experiment_dir / PICK_FILE).write_text(chosen.to_json())
+        (experiment_dir / BEST_FILE).write_text(best_yaml(best_config, trial, chosen, config))
     if remote:
         _copy_to_storage(experiment_dir, experiment_path)
-    return SearchOutcome(experiment_dir, trials, best_config, unfinished, pick)
+    return SearchOutcome(
+        experiment_dir,
+        trials,
+        best_config,
+        unfinished,
+        chosen.pick if chosen else None,
+        chosen.checkpoint if chosen else None,
+    )
 
 
 class ResumeError(ValueError):

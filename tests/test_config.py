@@ -72,6 +72,12 @@ params:
         ("search: {metric: oracle/target_acc}", "search: oracle/target_acc uses target labels"),
         ("search: {metric: accuracy}", "search.metric: unknown metric 'accuracy'"),
         ("model: {backbone: lenet}", "model.backbone lenet takes images but data.source moons"),
+        ("search: {keep_checkpoints: 0}", "keep at least 1 checkpoint per trial, or all; got 0"),
+        (
+            "search: {keep_checkpoints: some}",
+            "keep at least 1 checkpoint per trial, or all; got 'some'",
+        ),
+        ("search: {keep_checkpoints: true}", "search.keep_checkpoints: expected a number"),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_key(write_space, edit, expected):
@@ -190,3 +196,21 @@ def test_the_flagship_spaces_share_their_pair_and_the_baseline_its_network_and_b
     assert dann.method_args.domain_passes == "separate"
     # The lambda ramp and the lr schedule span the planned iterations, set explicitly.
     assert dann.train.iters_per_epoch * dann.train.epochs == 1000
+
+
+@pytest.mark.parametrize(
+    "search, per_trial, ranking",
+    [
+        ({}, 1, ("val/source_acc", "max")),  # the pick's metric: each trial's best epoch
+        ({"metric": "val/source_loss", "mode": "min"}, 1, ("val/source_loss", "min")),
+        ({"select": "val/source_loss"}, 1, ("val/source_loss", "min")),  # its own direction
+        ({"select": "val/bnm", "keep_checkpoints": 3}, 3, ("val/bnm", "max")),
+        ({"select": "ensv"}, None, ("val/source_acc", "max")),  # EnsV ranks every epoch
+        ({"select": "ensv", "keep_checkpoints": 2}, 2, ("val/source_acc", "max")),
+        ({"keep_checkpoints": "all"}, None, ("val/source_acc", "max")),
+    ],
+)
+def test_each_trial_keeps_the_checkpoints_the_final_pick_ranks(search, per_trial, ranking):
+    config = load_config(SPACES / "moons.yaml", [f"search.{k}={v}" for k, v in search.items()])
+    assert config.search.checkpoints_per_trial() == per_trial
+    assert config.search.checkpoint_ranking() == ranking

@@ -15,7 +15,7 @@ from raydm.config import load_config
 from raydm.experiment import ReportError, load_experiment
 from raydm.plots import write_plots
 from raydm.report import render_text, to_json
-from raydm.results import TrialSummary, best_yaml, write_results
+from raydm.results import Selection, TrialSummary, best_yaml, write_results
 from raydm.sections import SchedulerConfig
 from raydm.selection import Pick
 from tests.conftest import SPACES
@@ -109,11 +109,14 @@ def write_experiment(directory, params=None):
                 reason=REASON if failed else "",
             )
         )
-    write_results(summaries, config, directory / layout.RESULTS_FILE)
     best = summaries[0]
-    best_config = config.fixed({key: best.params[key] for key in config.params})
     pick = Pick(metric, best.trial_id, best.best_epoch, best.best_value)
-    (directory / layout.BEST_FILE).write_text(best_yaml(best_config, best, pick, config))
+    checkpoint = f"train_trial_{best.trial_id}/checkpoint_{best.best_epoch - 1:06d}"
+    ranking = [{"trial_id": best.trial_id, "epoch": best.best_epoch, "value": best.best_value}]
+    chosen = Selection(pick, [{**ranking[0], layout.CHECKPOINT: checkpoint}])
+    write_results(summaries, config, directory / layout.RESULTS_FILE, chosen)
+    best_config = config.fixed({key: best.params[key] for key in config.params})
+    (directory / layout.BEST_FILE).write_text(best_yaml(best_config, best, chosen, config))
     return directory
 
 

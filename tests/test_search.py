@@ -6,6 +6,7 @@ import warnings
 import optuna
 import pytest
 import ray
+import torch
 from click.testing import CliRunner
 
 from raydm import metrics as m
@@ -208,6 +209,25 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     read_back = load_experiment(experiment).results[0]["model.classifier_hidden"]
     assert read_back == best.model.classifier_hidden
 
+    # Each trial keeps its best epoch's checkpoint and its latest; the pick is a kept one.
+    # (Epochs may tie on source accuracy: any of the tied best ones is the best.)
+    histories = load_experiment(experiment).histories
+    for trial_id, history in histories.groupby("trial_id"):
+        (trial_dir,) = experiment.glob(f"train_trial_{trial_id}*")
+        kept = {_checkpoint_epoch(path) for path in trial_dir.glob("checkpoint_*")}
+        accuracy = history.set_index(m.EPOCH)[m.SOURCE_VAL_ACC]
+        assert int(history[m.EPOCH].max()) in kept and len(kept) <= 2, trial_id
+        assert max(accuracy[epoch] for epoch in kept) == accuracy.max(), trial_id
+    chosen = json.loads((experiment / "pick.json").read_text())
+    top = chosen["ranking"][0]
+    assert chosen["selector"] == m.SOURCE_VAL_ACC
+    assert top["value"] == pytest.approx(float(rows[0]["best:val/source_acc"]))  # ties: any
+    assert _checkpoint_epoch(experiment / top["checkpoint"]) == top["epoch"]
+    (picked_row,) = [row for row in rows if row["trial_id"] == top["trial_id"]]
+    assert picked_row["checkpoint"] == top["checkpoint"]
+    assert f"the checkpoint {top['checkpoint']}" in (experiment / "best.yaml").read_text()
+    assert f"selected model: {experiment / top['checkpoint']}" in result.output
+
     ray.shutdown()
     rerun = CliRunner().invoke(main, ["train", "--config", str(experiment / "best.yaml")])
     assert rerun.exit_code == 0, rerun.output
@@ -266,10 +286,20 @@ def test_a_search_selecting_with_ensv_picks_the_most_agreeing_point_and_says_so(
         f"# Selected by raydm with ensv: trial {best['trial_id']}, ensv = {best[m.ENSV]:.4f} "
         f"at epoch {best[m.EPOCH]} of 2 run"
     )
+    # EnsV ranks every epoch, so every epoch's checkpoint is kept, ranked in pick.json.
+    ranking = json.loads((experiment / "pick.json").read_text())["ranking"]
+    assert len(ranking) == 6 and len(list(experiment.glob("*/checkpoint_*"))) == 6
+    values = [row["value"] for row in ranking]
+    assert values == sorted(values, reverse=True) and values[0] == pytest.approx(best[m.ENSV])
+    assert _checkpoint_epoch(experiment / ranking[0]["checkpoint"]) == best[m.EPOCH]
     picked_lr = load_config(experiment / "best.yaml").train.lr
     with (experiment / "results.csv").open() as handle:
         lrs = {row["trial_id"]: float(row["train.lr"]) for row in csv.DictReader(handle)}
     assert picked_lr == pytest.approx(lrs[best["trial_id"]])
+
+
+def _checkpoint_epoch(checkpoint_dir) -> int:
+    return torch.load(checkpoint_dir / "state.pt", weights_only=True)["epoch"]
 
 
 def test_the_local_cpu_count_honours_a_container_quota(tmp_path, monkeypatch):
