@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -209,6 +210,91 @@ def train(config_path, overrides, seeds) -> None:
     click.echo("final metrics:" if seeds == 1 else f"final metrics over {seeds} seeds (mean ± sd):")
     for key, value in engine.summarize_runs(runs).items():
         click.echo(f"  {key}: {value}")
+
+
+experiment_argument = click.argument("experiment", type=click.Path(path_type=Path))
+trial_option = click.option("--trial", help="Use this trial's best kept checkpoint instead.")
+epoch_option = click.option("--epoch", type=int, help="With --trial: its checkpoint at this epoch.")
+
+
+@main.command()
+@experiment_argument
+@click.option(
+    "--images",
+    "spec",
+    required=True,
+    metavar="SPEC",
+    help="folder:DIR (images at any depth), list:FILE (an image list) or a domain name.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV to write."
+)
+@click.option("--probabilities", is_flag=True, help="Add one probability column per class.")
+@trial_option
+@epoch_option
+@click.option(
+    "--ensemble",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Average the softmax of the top K kept checkpoints by the search's selector.",
+)
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+def predict(experiment, spec, out, probabilities, trial, epoch, ensemble, batch_size) -> None:
+    """Label images with the model the search selected (or the top --ensemble K): one row
+    per image with the predicted class and its probability.
+
+    \b
+    Examples:
+      raydm predict results/<experiment> --images folder:~/target --out labels.csv
+      raydm predict results/<experiment> --images list:target.txt --out labels.csv --ensemble 3
+    """
+    from raydm import predict as p
+
+    try:
+        selector, candidates = p.kept_candidates(experiment)
+        chosen = p.choose(candidates, trial, epoch, ensemble)
+        device = p.device()
+        models = [p.load_model(candidate.checkpoint, device) for candidate in chosen]
+        images = p.read_images(spec, models[0])
+        described = ", ".join(c.describe() for c in chosen)
+        click.echo(f"labelling with {described} ({selector}; {device.type})", err=True)
+        with click.progressbar(length=len(images.names), file=sys.stderr, label="images") as bar:
+            result = p.predict(models, images, batch_size, on_batch=bar.update)
+        p.write_predictions(out, images.names, result, models[0].class_names, probabilities)
+    except p.PredictError as err:
+        fail(str(err), USAGE_ERROR)
+    click.echo(f"wrote {len(images.names)} predictions to {out}", err=True)
+
+
+@main.command()
+@experiment_argument
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+)
+@trial_option
+@epoch_option
+def export(experiment, out, trial, epoch) -> None:
+    """Save the selected model as one torch.export program that plain torch loads, without
+    raydm: backbone, classifier and preprocessing, with the class names recorded.
+
+    \b
+    Example:
+      raydm export results/<experiment> --out model.pt2
+    """
+    import torch
+
+    from raydm import predict as p
+    from raydm.export import export as save
+
+    try:
+        _, candidates = p.kept_candidates(experiment)
+        (chosen,) = p.choose(candidates, trial, epoch, 1)
+        model = p.load_model(chosen.checkpoint, torch.device("cpu"))
+    except p.PredictError as err:
+        fail(str(err), USAGE_ERROR)
+    info = save(model, f"{experiment.name}: {chosen.describe()}", out)
+    click.echo(f"wrote {out}: {len(info['class_names'])} classes, input {info['input']}")
 
 
 @main.command(name="list")

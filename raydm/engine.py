@@ -30,6 +30,7 @@ from raydm.networks import load_pretrained, pretrained_state
 
 # Key of the epoch's softmax on the validation target subset in the epoch state (float16).
 TARGET_SOFTMAX = "target_softmax"
+CLASS_NAMES, INPUT_SHAPE = "class_names", "input_shape"  # keys of the epoch state, too
 
 EpochCallback = Callable[[int, dict[str, float], dict[str, Any]], None]
 
@@ -52,13 +53,22 @@ def choose_device(wants_gpu: bool) -> torch.device:
 def build_method(
     config: ExperimentConfig, data: DomainPair, pretrained: dict[str, torch.Tensor] | None = None
 ) -> Method:
-    backbone_entry = BACKBONES.get(config.model.backbone)
-    backbone = backbone_entry.build(
-        config.model.backbone_args, pipeline.model_input_shape(data, config.data)
+    return build_model(config, data.num_classes, data.input_shape, pretrained)
+
+
+def build_model(
+    config: ExperimentConfig,
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    pretrained: dict[str, torch.Tensor] | None = None,
+) -> Method:
+    """The method's network for samples of ``input_shape`` (as stored: before any crop)."""
+    backbone = BACKBONES.get(config.model.backbone).build(
+        config.model.backbone_args, pipeline.model_input_shape(input_shape, config.data)
     )
     load_pretrained(backbone, pretrained)
     method_class = METHODS.get(config.method).load()
-    return method_class(config.method_args, backbone, data.num_classes, config.model, config.train)
+    return method_class(config.method_args, backbone, num_classes, config.model, config.train)
 
 
 def place(method: Method, device: torch.device, images: bool) -> Method:
@@ -205,6 +215,9 @@ def fit(
                 "augment_rng": transform.generator.get_state(),
                 **rng_state(device),
                 "epoch": epoch + 1,
+                # What building the model again needs (raydm predict and export).
+                CLASS_NAMES: list(data.class_names),
+                INPUT_SHAPE: list(data.input_shape),
                 # For EnsV, which scores every (trial, epoch) of a search after it ends.
                 TARGET_SOFTMAX: target_probabilities.half(),
             }

@@ -203,11 +203,14 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
 
     best = load_config(experiment / "best.yaml")
     assert best.params == {}
-    assert best.train.lr == pytest.approx(float(rows[0]["train.lr"]))
-    assert rows[0]["model.classifier_hidden"] in ("[16]", "[32, 32]")
-    assert best.model.classifier_hidden == json.loads(rows[0]["model.classifier_hidden"])
-    read_back = load_experiment(experiment).results[0]["model.classifier_hidden"]
-    assert read_back == best.model.classifier_hidden
+    picked = json.loads((experiment / "pick.json").read_text())["ranking"][0]["trial_id"]
+    (picked_row,) = [row for row in rows if row["trial_id"] == picked]
+    assert picked_row["best:val/source_acc"] == rows[0]["best:val/source_acc"]  # ties: any
+    assert best.train.lr == pytest.approx(float(picked_row["train.lr"]))
+    assert picked_row["model.classifier_hidden"] in ("[16]", "[32, 32]")
+    assert best.model.classifier_hidden == json.loads(picked_row["model.classifier_hidden"])
+    read_back = {row["trial_id"]: row for row in load_experiment(experiment).results}
+    assert read_back[picked]["model.classifier_hidden"] == best.model.classifier_hidden
 
     # Each trial keeps its best epoch's checkpoint and its latest; the pick is a kept one.
     # (Epochs may tie on source accuracy: any of the tied best ones is the best.)

@@ -19,7 +19,6 @@ from raydm.data.samples import ImageFiles, LabelledSet
 
 if TYPE_CHECKING:
     from raydm.backbones import ImageInput
-    from raydm.data.pair import DomainPair
     from raydm.sections import DataConfig
 
 
@@ -181,11 +180,12 @@ class Transform:
         return images.div_(255.0).sub_(self.mean).div_(self.std)
 
 
-def model_input_shape(data: DomainPair, config: DataConfig) -> tuple[int, ...]:
-    """The shape of one sample as the backbone receives it (after any crop)."""
-    if len(data.input_shape) != 3 or config.crop_size is None:
-        return data.input_shape
-    return (data.input_shape[0], config.crop_size, config.crop_size)
+def model_input_shape(input_shape: tuple[int, ...], config: DataConfig) -> tuple[int, ...]:
+    """The shape of one sample as the backbone receives it (after any crop), from its shape
+    as stored."""
+    if len(input_shape) != 3 or config.crop_size is None:
+        return tuple(input_shape)
+    return (input_shape[0], config.crop_size, config.crop_size)
 
 
 def evaluation_batches(
