@@ -19,6 +19,10 @@ only (``ensv_final``, as EnsV's official code runs it), per search:
   search of the same pair and seed;
 - the weighted Spearman correlation (Musgrave et al. 2022) of the criterion with the oracle.
 
+And per search, the oracle accuracy on the target test split of ``raydm predict --ensemble
+K`` for K = 1, 3, 5 (the top K kept checkpoints by the search's selector), saved to
+``--out/<pair>-<method>-seed<k>-ensemble.csv``.
+
 The summary ranks the criteria by their mean regret over every pair and method: the shipped
 default is chosen from that mean, never per pair (that would use target labels in hindsight).
 """
@@ -35,10 +39,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 from target_accuracy import PAIRS
 
 from raydm import metrics as m
+from raydm import predict
 from raydm.analysis import criterion_table, saved_softmaxes, scored_points
+from raydm.data.pair import load_domain_pair
 from raydm.experiment import load_experiment
 from raydm.layout import TRIAL_ID
 from raydm.selection import ensv_column
@@ -90,8 +97,36 @@ def _search(pair: str, method: str, seed: int, args) -> None:
         wall = time.perf_counter() - started
         experiment = load_experiment(Path(storage) / "search")
         points = with_ensv_of_final_epochs(scored_points(experiment), saved_softmaxes(experiment))
+        ensembles = ensemble_accuracies(Path(storage) / "search", experiment.config)
+    pd.DataFrame(ensembles).to_csv(_ensemble_file(path), index=False)
     points.assign(search_wall_s=wall).to_csv(path, index=False)
     print(f"{path.name}: {len(points)} points in {wall:.0f} s", flush=True)
+
+
+ENSEMBLE_SIZES = (1, 3, 5)
+
+
+def _ensemble_file(points_file: Path) -> Path:
+    return points_file.with_name(points_file.stem + "-ensemble.csv")
+
+
+def ensemble_accuracies(experiment_dir: Path, config) -> list[dict]:
+    """The oracle target accuracy of ``raydm predict --ensemble K`` (the top K kept
+    checkpoints by the search's selector, softmax averaged) on the target test split."""
+    test = load_domain_pair(config.data).target_test
+    _, ranking = predict.kept_candidates(experiment_dir)
+    ranking = ranking[: max(ENSEMBLE_SIZES)]
+    models = [predict.load_model(c.checkpoint, torch.device("cpu")) for c in ranking]
+    images = predict.Images([str(i) for i in range(len(test))], test, None)
+    rows = []
+    for size in ENSEMBLE_SIZES:
+        if size > len(models):
+            break
+        probabilities = predict.predict(models[:size], images, batch_size=256)
+        accuracy = (probabilities.argmax(1) == test.labels).float().mean().item()
+        members = " ".join(c.describe().replace(" ", "_") for c in ranking[:size])
+        rows.append({"ensemble": size, "oracle_acc": accuracy, "members": members})
+    return rows
 
 
 # EnsV as its official code runs it: the ensemble of each candidate's final checkpoint only,
@@ -219,6 +254,37 @@ def analyse(out: Path, pairs: list[str], methods: list[str], seeds: list[int]) -
             cells.append(f"{group.loc[group['criterion'] == name, 'regret'].mean():.4f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"\nlowest mean regret: {sorted(summary)[0][1]}")
+    analyse_ensembles(out, pairs, methods, seeds)
+
+
+def analyse_ensembles(out: Path, pairs: list[str], methods: list[str], seeds: list[int]) -> None:
+    """Per pair and method: the oracle accuracy of --ensemble K against the single pick."""
+    rows = []
+    for pair in pairs:
+        for method in [BASELINE, *methods]:
+            for seed in seeds:
+                path = _ensemble_file(_points_file(out, pair, method, seed))
+                if path.exists():
+                    accuracy = pd.read_csv(path).set_index("ensemble")["oracle_acc"]
+                    single = accuracy[1]
+                    where = {"pair": pair, "method": method, "seed": seed}
+                    rows += [
+                        {**where, "k": k, "gain": acc - single}
+                        for k, acc in accuracy.items()
+                        if k > 1
+                    ]
+    if not rows:
+        return
+    table = pd.DataFrame(rows)
+    print("\n--ensemble K: oracle accuracy minus the single pick's (mean over seeds; wins/seeds)")
+    print("| pair | method | " + " | ".join(f"K={k}" for k in ENSEMBLE_SIZES[1:]) + " |")
+    print("|---|---|" + "---|" * (len(ENSEMBLE_SIZES) - 1))
+    for (pair, method), group in table.groupby(["pair", "method"], sort=False):
+        cells = []
+        for k in ENSEMBLE_SIZES[1:]:
+            gains = group.loc[group["k"] == k, "gain"]
+            cells.append(f"{gains.mean():+.4f} ({int((gains > 0).sum())}/{len(gains)})")
+        print(f"| {pair} | {method} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
