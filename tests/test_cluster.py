@@ -103,7 +103,12 @@ def test_losing_a_worker_node_resumes_its_trials_from_their_checkpoints(tmp_path
         assert epochs[-1] == 6 and epochs.count(1) == 1, (trial, epochs)
         assert epochs[: len(before[trial])] == before[trial]
     with (storage / "run" / "results.csv").open() as handle:
-        assert [row["status"] for row in csv.DictReader(handle)] == ["completed", "completed"]
+        rows = list(csv.DictReader(handle))
+    assert [row["status"] for row in rows] == ["completed", "completed"]
+    # Each trial's best checkpoint survived the node: it is kept, with its weights.
+    for row in rows:
+        kept = storage / "run" / row["checkpoint"]
+        assert (kept / "state.pt").is_file() and (kept / "config.yaml").is_file(), row
 
 
 def test_ctrl_c_saves_the_search_and_resume_finishes_the_same_trials(tmp_path):
