@@ -56,10 +56,12 @@ def ranking(
     mode: str | None = None,
 ) -> pd.DataFrame:
     """``points`` with a finite value of ``selector`` (a metric, best by ``mode``, by default
-    its direction in ``m.SELECTABLE``; or ``m.ENSV``), best first, as (trial id, epoch,
-    ``RANK_VALUE``) rows; ties keep the order given."""
+    its direction in ``m.SELECTABLE``; or ``m.ENSV``, from ``softmaxes`` when given, else
+    from the points' own ensv column), best first, as (trial id, epoch, ``RANK_VALUE``) rows;
+    ties keep the order given."""
     if selector == m.ENSV:
-        points = points.assign(**{m.ENSV: ensv_column(points, softmaxes or {})})
+        if softmaxes is not None:
+            points = points.assign(**{m.ENSV: ensv_column(points, softmaxes)})
         mode = "max"
     if selector not in points:
         return pd.DataFrame(columns=[TRIAL_ID, m.EPOCH, RANK_VALUE])

@@ -2,11 +2,13 @@ import math
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from raydm import metrics as m
+from raydm import selection
 from raydm.correlation import rank_correlations
 from raydm.validators import (
     MixVal,
@@ -406,6 +408,21 @@ def test_ensemble_agreement_scores_an_outlier_candidate_lowest():
     c = torch.tensor([[0.4, 0.6], [0.3, 0.7], [0.1, 0.9], [0.2, 0.8]])
     scores = ensemble_agreement(torch.stack([a, b, c]))
     assert scores.tolist() == pytest.approx([0.75, 1.0, 0.5])
+
+
+def test_ensv_ranks_from_softmaxes_or_from_an_ensv_column_already_scored():
+    # The same three candidates as above, as (trial, epoch) points.
+    a = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.6, 0.4]])
+    b = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
+    c = torch.tensor([[0.4, 0.6], [0.3, 0.7], [0.1, 0.9], [0.2, 0.8]])
+    points = pd.DataFrame({"trial_id": ["a", "b", "c"], m.EPOCH: [1, 1, 1]})
+    softmaxes = {("a", 1): a, ("b", 1): b, ("c", 1): c}
+    ranked = selection.ranking(points, m.ENSV, softmaxes)
+    assert ranked["trial_id"].tolist() == ["b", "a", "c"]
+    assert ranked[selection.RANK_VALUE].tolist() == pytest.approx([1.0, 0.75, 0.5])
+    # A table already scored (the report's, the benchmark's): its column, not nothing.
+    scored = points.assign(**{m.ENSV: [0.75, 1.0, 0.5]})
+    assert selection.by_metric(scored, m.ENSV, "max") == selection.Pick(m.ENSV, "b", 1, 1.0)
 
 
 def test_ensemble_agreement_rejects_a_flat_input():
