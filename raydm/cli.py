@@ -257,6 +257,8 @@ def predict(experiment, spec, out, probabilities, trial, epoch, ensemble, batch_
         device = p.device()
         models = [p.load_model(candidate.checkpoint, device) for candidate in chosen]
         images = p.read_images(spec, models[0])
+        if ensemble > len(chosen):
+            click.echo(f"--ensemble {ensemble}: only {len(chosen)} kept checkpoints", err=True)
         described = ", ".join(c.describe() for c in chosen)
         click.echo(f"labelling with {described} ({selector}; {device.type})", err=True)
         with click.progressbar(length=len(images.names), file=sys.stderr, label="images") as bar:

@@ -45,13 +45,6 @@ def connect(address: str | None, echo: Echo) -> None:
     echo(f"started a local Ray with {cpus} CPUs ({where})")
 
 
-def error_reason(error: BaseException) -> str:
-    """One line for a Ray error: the last line of its message, which for a trial's error is
-    the exception the trial raised."""
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(error).__name__
-
-
 CGROUP = Path("/sys/fs/cgroup")
 NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
@@ -134,6 +127,8 @@ def _join(address: str, echo: Echo) -> None:
             "no Ray auth token here: if the cluster uses token authentication, copy the "
             "head's ~/.ray/auth_token here (or set RAY_AUTH_TOKEN) and set RAY_AUTH_MODE=token"
         )
+    from raydm.results import error_reason  # pandas, on this failure path only
+
     raise ClusterError(
         f"cannot join the Ray cluster at {address} ({error_reason(failure)}): {hint}"
     ) from None

@@ -42,7 +42,7 @@ class Exported(nn.Module):
                 left = (inputs.shape[3] - self.crop) // 2
                 inputs = inputs[:, :, top : top + self.crop, left : left + self.crop]
             inputs = (inputs.float() / 255.0 - self.mean) / self.std
-        logits = self.method.classify(self.method.backbone(inputs.float()))
+        logits = self.method.predict(inputs.float())
         return torch.softmax(logits.float(), dim=1)
 
 

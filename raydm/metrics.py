@@ -61,6 +61,11 @@ GPU_PEAK_MEMORY = "gpu/peak_reserved_gib"
 # best/<metric>: the best value of the selection metric a trial has reached so far.
 BEST_PREFIX = "best/"
 
+# The value Tune ranks a trial's checkpoints by to keep its best: the final selector's metric,
+# sign-adjusted so higher is better, less 1e-9 per epoch, so that of tied epochs Tune keeps the
+# first, the one the pick takes (Tune alone would keep the last).
+CHECKPOINT_SCORE = "trial/checkpoint_score"
+
 # A trial that cannot go on (its loss diverged, its GPU share ran out of memory) reports once
 # more with these and ends: retrying would fail the same way.
 FAILED = "trial/failed"

@@ -77,6 +77,8 @@ def choose(
     names."""
     if epoch is not None and trial is None:
         raise PredictError("--epoch needs --trial: the trial whose epoch it is")
+    if trial is not None and ensemble > 1:
+        raise PredictError("--ensemble takes the top kept checkpoints; --trial names one: give one")
     if trial is None:
         return candidates[:ensemble]
     matches = [c for c in candidates if c.trial_id == trial and epoch in (None, c.epoch)]
@@ -100,8 +102,7 @@ class Model:
 
     @torch.no_grad()
     def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
-        prepared = self.transform.evaluation(inputs)
-        logits = self.method.classify(self.method.backbone(prepared))
+        logits = self.method.predict(self.transform.evaluation(inputs))
         return torch.softmax(logits.float(), dim=1).cpu()
 
 
@@ -147,7 +148,8 @@ def read_images(spec: str, model: Model) -> Images:
             return _folder_images(Path(location).expanduser())
         if sep and prefix == "list":
             samples = files.build_list(Path(location).expanduser(), data)
-            return Images(list(samples.train.paths), samples.train, samples.class_names)
+            # A list's labels may be placeholders (unlabelled images): not checked.
+            return Images(list(samples.train.paths), samples.train, None)
         samples = find_domain(spec).build(data)
     except ValueError as err:
         raise PredictError(f"--images {spec}: {err}") from None
@@ -191,11 +193,21 @@ def predict(
                 "the ensemble's models predict different classes: "
                 f"{list(first.class_names)} and {list(model.class_names)}"
             )
-    if images.class_names is not None and len(images.class_names) != len(first.class_names):
+    if images.class_names is not None and images.class_names != first.class_names:
         raise PredictError(
-            f"the images come in {len(images.class_names)} classes but the model predicts "
-            f"{len(first.class_names)} ({', '.join(first.class_names)})"
+            f"the images' domain has the classes {', '.join(images.class_names)}, but the "
+            f"model predicts {', '.join(first.class_names)}"
         )
+    takes_images = len(first.input_shape) == 3
+    if isinstance(images.part, LabelledSet):
+        given = tuple(images.part.inputs.shape[1:])
+        if takes_images != (len(given) == 3) or (not takes_images and given != first.input_shape):
+            raise PredictError(
+                f"the model takes {_kind(first.input_shape)}, but the images given are "
+                f"{_kind(given)}"
+            )
+    elif not takes_images:
+        raise PredictError(f"the model takes {_kind(first.input_shape)}, not image files")
     data = first.config.data
     loader = Loader(data.image_size, data.image_channels, 0, False)
     batches = evaluation_batches(images.part, batch_size, loader)
@@ -207,6 +219,10 @@ def predict(
     except ValueError as err:  # an image that cannot be read, named
         raise PredictError(str(err)) from None
     return torch.cat(out)
+
+
+def _kind(shape: tuple[int, ...]) -> str:
+    return "images" if len(shape) == 3 else f"points of {shape[0]} values"
 
 
 def write_predictions(

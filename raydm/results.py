@@ -16,7 +16,6 @@ import pandas as pd
 
 from raydm import layout, selection
 from raydm import metrics as m
-from raydm.cluster import error_reason
 from raydm.config import ExperimentConfig
 from raydm.search_space import optuna_value, sampled_values
 
@@ -73,7 +72,7 @@ class Selection:
 
 
 def final_pick(
-    grid, trials: list[TrialSummary], config: ExperimentConfig, experiment_dir: Path, echo: Echo
+    grid, trials: list[TrialSummary], config: ExperimentConfig, experiment_path: str, echo: Echo
 ) -> Selection | None:
     """The (trial, epoch) that search.select ranks first among the kept checkpoints of the
     trials that did not fail; by search.metric when the selector has nothing to rank (no trial
@@ -89,7 +88,7 @@ def final_pick(
         for checkpoint, reported in result.best_checkpoints or []:
             if m.EPOCH in reported:
                 kept[(trial_id, int(reported[m.EPOCH]))] = _relative(
-                    checkpoint.path, experiment_dir
+                    checkpoint.path, experiment_path
                 )
     if not frames:
         return None
@@ -105,7 +104,10 @@ def final_pick(
     mode = config.search.mode if selector == config.search.metric else None
     ranked = _kept_only(selection.ranking(points, selector, softmaxes, mode), kept)
     if ranked.empty:
-        echo(f"search.select {selector}: nothing to rank by; picking by {config.search.metric}")
+        echo(
+            f"search.select {selector}: nothing to rank by; picking by {config.search.metric} "
+            "among the kept checkpoints"
+        )
         selector = config.search.metric
         ranked = _kept_only(selection.ranking(points, selector, mode=config.search.mode), kept)
     pick = selection.first(ranked, selector)
@@ -128,13 +130,17 @@ def _kept_only(ranked: pd.DataFrame, kept: dict[selection.Point, str]) -> pd.Dat
     return ranked[[key in kept for key in keys]].reset_index(drop=True)
 
 
-def _relative(path: str, experiment_dir: Path) -> str:
-    """A checkpoint's path relative to the experiment directory when it is inside it (so the
-    directory can be moved), else as Tune gives it."""
+def _relative(path: str, experiment_path: str) -> str:
+    """A checkpoint's path relative to the experiment (so the experiment can be moved or
+    downloaded), else as Tune gives it. Tune gives remote paths without their scheme
+    (``bucket/prefix/...`` for ``s3://bucket/prefix``)."""
+    if "://" in experiment_path:
+        base = experiment_path.split("://", 1)[1].rstrip("/") + "/"
+        return path[len(base) :] if path.startswith(base) else path
     try:
-        return str(Path(path).resolve().relative_to(experiment_dir.resolve()))
+        return str(Path(path).resolve().relative_to(Path(experiment_path).resolve()))
     except ValueError:
-        return str(path)
+        return path
 
 
 def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
@@ -186,6 +192,13 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
 
 def _trial_id(result) -> str:
     return str((result.metrics or {}).get("trial_id", Path(result.path).name))
+
+
+def error_reason(error: BaseException) -> str:
+    """One line for a Ray error: the last line of its message, which for a trial's error is
+    the exception the trial raised."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
 
 
 def write_results(

@@ -103,11 +103,17 @@ class Choice:
         return CategoricalDistribution([optuna_value(option) for option in self.options])
 
     def from_optuna(self, value: Any) -> Any:
-        """The option whose Optuna value (or its text, as results.csv holds it) is ``value``."""
+        """The option ``value`` stands for: the option itself or its Optuna value (of the same
+        type), else the option whose text it is (a results.csv cell, also as older raydm
+        versions wrote lists: Python's text of them)."""
         for option in self.options:
-            encoded = optuna_value(option)
-            if value == encoded or (isinstance(value, str) and value == str(encoded)):
-                return option
+            for same in (option, optuna_value(option)):
+                if type(value) is type(same) and value == same:
+                    return option
+        if isinstance(value, str):
+            for option in self.options:
+                if value in (str(optuna_value(option)), str(option)):
+                    return option
         raise ValueError(f"{value!r} is not one of the choices {list(self.options)}")
 
     def to_yaml(self) -> dict:
@@ -133,6 +139,11 @@ def parse_param(raw: Any) -> Distribution | None:
     if kind == "choice":
         if not isinstance(args, list) or not args:
             raise ValueError(f"choice takes a non-empty list, got {args!r}")
+        # Optuna tells its choices apart by ==, so 1, 1.0 and true are one choice to it.
+        encoded = [optuna_value(option) for option in args]
+        for i, option in enumerate(encoded):
+            if option in encoded[:i]:
+                raise ValueError(f"choice options must differ (to Optuna), got {args[i]!r} twice")
         return Choice(tuple(args))
     if not isinstance(args, list) or len(args) != 2:
         raise ValueError(f"{kind} takes a list [lo, hi], got {args!r}")
@@ -187,8 +198,10 @@ def optuna_space(params: dict[str, Distribution]) -> dict[str, Any]:
 
 
 def sampled_values(params: dict[str, Distribution], sampled: dict[str, Any]) -> dict[str, Any]:
-    """The config values of the params a searcher sampled (None where one is missing)."""
+    """The config values of the params a searcher sampled (those it did: a trial that never
+    started has none)."""
     return {
-        key: dist.from_optuna(sampled[key]) if sampled.get(key) is not None else None
+        key: dist.from_optuna(sampled[key])
         for key, dist in params.items()
+        if sampled.get(key) is not None
     }

@@ -102,10 +102,6 @@ def ensv_column(points: pd.DataFrame, softmaxes: Mapping[Point, torch.Tensor]) -
     return [scores.get(point, np.nan) for point in order]
 
 
-def by_ensv(points: pd.DataFrame, softmaxes: Mapping[Point, torch.Tensor]) -> Pick | None:
-    return first(ranking(points, m.ENSV, softmaxes), m.ENSV)
-
-
 def select(
     points: pd.DataFrame,
     selector: str,

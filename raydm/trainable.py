@@ -62,6 +62,7 @@ def train_trial(
         if not math.isnan(value):
             best = max(best, sign * value)
         metrics = {**metrics, f"{m.BEST_PREFIX}{metric}": sign * best}
+        metrics[m.CHECKPOINT_SCORE] = checkpoint_score(metrics, epoch, config)
         softmax_history[epoch] = state.pop(engine.TARGET_SOFTMAX)  # for EnsV, not resuming
         with tempfile.TemporaryDirectory() as directory:
             torch.save({**state, BEST_KEY: best}, Path(directory) / STATE_FILE)
@@ -80,6 +81,13 @@ def train_trial(
             config,
             epochs_done,
         )
+
+
+def checkpoint_score(metrics: dict[str, float], epoch: int, config: ExperimentConfig) -> float:
+    """m.CHECKPOINT_SCORE of an epoch (nan when its metric is: Tune keeps those last)."""
+    name, mode = config.search.checkpoint_ranking()
+    value = metrics.get(name, math.nan)
+    return (value if mode == "max" else -value) - 1e-9 * epoch
 
 
 def _report_failure(reason: str, config: ExperimentConfig, epochs_done: int) -> None:

@@ -1,4 +1,4 @@
-"""The Ray Tune wiring: searcher, scheduler, Tuner, resume and --dry-run.
+"""The Ray Tune wiring: searcher, scheduler, Tuner and resume.
 
 This is the one module that drives Ray Tune. The searcher is built with its space as Optuna
 distributions (``raydm.search_space``, the one translation of the params) and so with the
@@ -39,8 +39,6 @@ from raydm.results import (
 )
 from raydm.search_space import optuna_space
 from raydm.trainable import train_trial
-
-Echo = Callable[[str], None]
 
 Echo = Callable[[str], None]
 
@@ -168,6 +166,12 @@ def run_search(
     experiment_dir = Path(name).resolve() if remote else Path(experiment_path)
     if resume and tune.Tuner.can_restore(experiment_path):
         echo(f"resuming {experiment_path}")
+        saved = _read_storage(f"{experiment_path}/{SPACE_FILE}")
+        if saved is not None and "keep_checkpoints" not in saved:
+            echo(
+                "this search began under a raydm that kept only each trial's latest "
+                "checkpoint: the final pick is among those"
+            )
         tuner = tune.Tuner.restore(experiment_path, trainable, resume_errored=True)
     else:
         if resume:
@@ -193,8 +197,8 @@ def run_search(
                 # The best epochs by the final selector, and (always, for resuming) the latest.
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=config.search.checkpoints_per_trial(),
-                    checkpoint_score_attribute=config.search.checkpoint_ranking()[0],
-                    checkpoint_score_order=config.search.checkpoint_ranking()[1],
+                    checkpoint_score_attribute=m.CHECKPOINT_SCORE,
+                    checkpoint_score_order="max",
                 ),
                 failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
                 callbacks=[progress],
@@ -211,7 +215,7 @@ def run_search(
         finished = sum(t.status != "unstarted" for t in trials)
         unfinished = config.search.num_samples - finished
     elif trials and not math.isnan(trials[0].best_value):
-        chosen = final_pick(grid, trials, config, Path(experiment_path), echo)
+        chosen = final_pick(grid, trials, config, experiment_path, echo)
     write_results(trials, config, experiment_dir / RESULTS_FILE, chosen)
     if chosen is not None:
         trial = next(t for t in trials if t.trial_id == chosen.pick.trial_id)
@@ -299,7 +303,7 @@ def _copy_to_storage(experiment_dir: Path, experiment_path: str) -> None:
     import pyarrow.fs
 
     filesystem, root = pyarrow.fs.FileSystem.from_uri(experiment_path)
-    for name in (SPACE_FILE, RESULTS_FILE, BEST_FILE, STUDY_FILE):
+    for name in (SPACE_FILE, RESULTS_FILE, BEST_FILE, PICK_FILE, STUDY_FILE):
         local = experiment_dir / name
         if local.exists():
             with filesystem.open_output_stream(f"{root}/{name}") as stream:

@@ -72,6 +72,7 @@ params:
         ("search: {metric: oracle/target_acc}", "search: oracle/target_acc uses target labels"),
         ("search: {metric: accuracy}", "search.metric: unknown metric 'accuracy'"),
         ("model: {backbone: lenet}", "model.backbone lenet takes images but data.source moons"),
+        ("params: {model.classifier_hidden: {choice: [[1], '[1]']}}", "must differ (to Optuna)"),
         ("search: {keep_checkpoints: 0}", "keep at least 1 checkpoint per trial, or all; got 0"),
         (
             "search: {keep_checkpoints: some}",
@@ -214,3 +215,13 @@ def test_each_trial_keeps_the_checkpoints_the_final_pick_ranks(search, per_trial
     config = load_config(SPACES / "moons.yaml", [f"search.{k}={v}" for k, v in search.items()])
     assert config.search.checkpoints_per_trial() == per_trial
     assert config.search.checkpoint_ranking() == ranking
+
+
+def test_a_choice_reads_back_what_this_and_older_raydm_versions_wrote():
+    widths = Choice(([64, 64], [32]))
+    assert widths.from_optuna([64, 64]) == [64, 64]  # a trial config from before JSON text
+    assert widths.from_optuna("[32]") == [32]  # the JSON text Optuna stores
+    names = Choice((["a"], ["b"]))
+    assert names.from_optuna("['b']") == ["b"]  # an old results.csv cell: Python's text
+    assert names.from_optuna('["b"]') == ["b"]
+    assert Choice((1, "1")).from_optuna("1") == "1" and Choice((1, "1")).from_optuna(1) == 1

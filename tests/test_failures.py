@@ -1,6 +1,7 @@
 """Trials that cannot go on, GPU shares, and clusters that cannot be joined."""
 
 import csv
+import json
 
 import optuna
 import pytest
@@ -141,6 +142,9 @@ def test_remote_storage_gets_the_results_files_next_to_tunes(tmp_path, monkeypat
     uri = f"file://{tmp_path / 'bucket'}"
     tune_ok(space, "remote", uri)
     stored = tmp_path / "bucket" / "remote"
-    for name in ("results.csv", "best.yaml", "search_space.yaml"):
+    for name in ("results.csv", "best.yaml", "search_space.yaml", "pick.json"):
         assert (stored / name).read_bytes() == (tmp_path / "remote" / name).read_bytes(), name
     assert any(stored.glob("train_trial_*/checkpoint_*/state.pt"))  # Tune's own, alongside
+    # The selected checkpoint is named relative to the experiment, where it is in the bucket.
+    selected = json.loads((stored / "pick.json").read_text())["ranking"][0]["checkpoint"]
+    assert selected.startswith("train_trial_") and (stored / selected / "state.pt").is_file()

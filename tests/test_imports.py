@@ -17,6 +17,10 @@ def test_the_ray_worker_imports_no_reporting_code():
         assert heavy not in loaded, heavy
 
 
+def test_the_report_reads_an_experiment_without_ray():
+    assert "ray" not in _loaded_by("raydm.report")
+
+
 def _loaded_by(module: str) -> list[str]:
     code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
     return subprocess.run(

@@ -1,5 +1,5 @@
 """What a search delivers: its selected model labels the user's images (raydm predict), alone
-or as an ensemble of kept checkpoints, and leaves as a TorchScript file (raydm export)."""
+or as an ensemble of kept checkpoints, and leaves as a torch.export program (raydm export)."""
 
 import csv
 import json
@@ -135,8 +135,9 @@ def test_an_ensemble_averages_the_top_kept_checkpoints(searched, tmp_path):
         ("missing experiment", "no such experiment directory"),
         ("no kept checkpoint", "no kept checkpoint there"),
         ("unreadable image", "broken.png cannot be read"),
-        ("class-count mismatch", "the images come in 2 classes but the model predicts 10"),
+        ("class mismatch", "the images' domain has the classes upper, lower, but the model"),
         ("unknown candidate", "trial nope has no kept checkpoint; kept: trial"),
+        ("ensemble of one trial", "--ensemble takes the top kept checkpoints; --trial names"),
     ],
 )
 def test_bad_input_is_one_line_a_non_zero_exit_and_writes_nothing(
@@ -158,10 +159,12 @@ def test_bad_input_is_one_line_a_non_zero_exit_and_writes_nothing(
         shutil.copytree(target / "1", broken)
         (broken / "broken.png").write_bytes(b"not a png")
         images = f"folder:{broken}"
-    elif case == "class-count mismatch":
+    elif case == "class mismatch":
         images = "moons"
-    else:
+    elif case == "unknown candidate":
         extra = ["--trial", "nope"]
+    else:
+        extra = ["--trial", "nope", "--ensemble", "2"]
     out = tmp_path / "labels.csv"
     result = _predict(experiment, "--images", images, "--out", out, *extra)
     assert result.exit_code == 2, result.output
@@ -202,3 +205,15 @@ torch.save(out, {str(tmp_path / "out.pt")!r})
     assert exported["classes"] == [str(d) for d in range(10)]
     predicted = torch.tensor([[float(r[f"p_{d}"]) for d in range(10)] for r in rows])
     assert torch.allclose(exported["probabilities"], predicted, atol=1e-5)
+
+
+def test_an_image_list_with_placeholder_labels_is_labelled_whole(searched, tmp_path):
+    # Unlabelled images listed with a placeholder label, as an image list needs one.
+    experiment, target = searched
+    paths = sorted(target.rglob("*.png"))[:25]
+    listing = tmp_path / "unlabelled.txt"
+    listing.write_text("".join(f"{path} 0\n" for path in paths))
+    out = tmp_path / "labels.csv"
+    result = _predict(experiment, "--images", f"list:{listing}", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert [row["path"] for row in _rows(out)] == [str(path) for path in paths]

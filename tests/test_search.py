@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import os
 import warnings
 
@@ -15,7 +16,9 @@ from raydm.cli import main
 from raydm.cluster import available_cpus, visible_gpus
 from raydm.config import load_config
 from raydm.experiment import load_experiment
+from raydm.results import _relative
 from raydm.search_space import Choice, IntRange, optuna_space, sampled_values
+from raydm.trainable import checkpoint_score
 from raydm.tuning import PruningAwareOptunaSearch, build_searcher
 from tests.conftest import SPACES
 
@@ -213,14 +216,13 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     assert read_back[picked]["model.classifier_hidden"] == best.model.classifier_hidden
 
     # Each trial keeps its best epoch's checkpoint and its latest; the pick is a kept one.
-    # (Epochs may tie on source accuracy: any of the tied best ones is the best.)
+    # (Of epochs tied on source accuracy, the first is the best, for Tune as for the pick.)
     histories = load_experiment(experiment).histories
     for trial_id, history in histories.groupby("trial_id"):
         (trial_dir,) = experiment.glob(f"train_trial_{trial_id}*")
         kept = {_checkpoint_epoch(path) for path in trial_dir.glob("checkpoint_*")}
-        accuracy = history.set_index(m.EPOCH)[m.SOURCE_VAL_ACC]
-        assert int(history[m.EPOCH].max()) in kept and len(kept) <= 2, trial_id
-        assert max(accuracy[epoch] for epoch in kept) == accuracy.max(), trial_id
+        best_epoch = int(history.loc[history[m.SOURCE_VAL_ACC].idxmax(), m.EPOCH])
+        assert kept == {best_epoch, int(history[m.EPOCH].max())}, trial_id
     chosen = json.loads((experiment / "pick.json").read_text())
     top = chosen["ranking"][0]
     assert chosen["selector"] == m.SOURCE_VAL_ACC
@@ -228,6 +230,7 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     assert _checkpoint_epoch(experiment / top["checkpoint"]) == top["epoch"]
     (picked_row,) = [row for row in rows if row["trial_id"] == top["trial_id"]]
     assert picked_row["checkpoint"] == top["checkpoint"]
+    assert int(picked_row["best_epoch"]) == top["epoch"]
     assert f"the checkpoint {top['checkpoint']}" in (experiment / "best.yaml").read_text()
     assert f"selected model: {experiment / top['checkpoint']}" in result.output
 
@@ -299,6 +302,31 @@ def test_a_search_selecting_with_ensv_picks_the_most_agreeing_point_and_says_so(
     with (experiment / "results.csv").open() as handle:
         lrs = {row["trial_id"]: float(row["train.lr"]) for row in csv.DictReader(handle)}
     assert picked_lr == pytest.approx(lrs[best["trial_id"]])
+
+
+def test_checkpoint_scores_keep_the_first_of_tied_epochs_as_the_pick_takes_it():
+    config = load_config(SPACES / "moons.yaml")
+    accuracies = [0.5, 0.9, 0.9, 0.7]
+    scores = [
+        checkpoint_score({m.SOURCE_VAL_ACC: a}, e, config) for e, a in enumerate(accuracies, 1)
+    ]
+    assert scores[1] > scores[2] > scores[3] > scores[0]  # epoch 2 before its tie, epoch 3
+    assert math.isnan(checkpoint_score({}, 1, config))  # Tune ranks nan checkpoints last
+    by_loss = load_config(SPACES / "moons.yaml", ["search.select=val/source_loss"])
+    lower, higher = (checkpoint_score({m.SOURCE_VAL_LOSS: v}, 1, by_loss) for v in (0.2, 0.3))
+    assert lower > higher  # lower is better for a loss
+
+
+def test_checkpoint_paths_are_kept_relative_to_the_experiment_local_or_remote(tmp_path):
+    experiment = tmp_path / "run"
+    inside = experiment / "train_trial_a" / "checkpoint_000002"
+    assert _relative(str(inside), str(experiment)) == "train_trial_a/checkpoint_000002"
+    # Tune names a remote checkpoint without its scheme.
+    remote = "bucket/prefix/run/train_trial_a/checkpoint_000002"
+    assert _relative(remote, "s3://bucket/prefix/run") == "train_trial_a/checkpoint_000002"
+    assert (
+        _relative("/elsewhere/checkpoint_000001", str(experiment)) == "/elsewhere/checkpoint_000001"
+    )
 
 
 def _checkpoint_epoch(checkpoint_dir) -> int:
