@@ -23,8 +23,8 @@ PROGRESS_FILE = "progress.csv"  # ... with one row per reported epoch
 # Each checkpoint.
 STATE_FILE = "state.pt"  # what an exact resume needs
 CONFIG_FILE = "config.yaml"  # the trial's resolved config
-# Every epoch's float16 softmax on the validation target subset so far, {epoch: N x K}. Tune
-# keeps one checkpoint per trial, so the last one holds all its epochs, for EnsV.
+# Every epoch's float16 softmax on the validation target subset so far, {epoch: N x K}: the
+# latest checkpoint, which a trial always keeps, holds all of its epochs, for EnsV.
 SOFTMAX_FILE = "target_softmax.pt"
 
 # results.csv: these columns, each searched param, best:<metric>, best_epoch, final:<name> for
