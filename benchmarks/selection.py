@@ -38,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from target_accuracy import PAIRS
@@ -45,6 +46,7 @@ from target_accuracy import PAIRS
 from raydm import metrics as m
 from raydm import predict
 from raydm.analysis import criterion_table, saved_softmaxes, scored_points
+from raydm.config import load_config
 from raydm.data.pair import load_domain_pair
 from raydm.experiment import load_experiment
 from raydm.layout import TRIAL_ID
@@ -254,7 +256,34 @@ def analyse(out: Path, pairs: list[str], methods: list[str], seeds: list[int]) -
             cells.append(f"{group.loc[group['criterion'] == name, 'regret'].mean():.4f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"\nlowest mean regret: {sorted(summary)[0][1]}")
+    analyse_noise_floor(adapted, out)
     analyse_ensembles(out, pairs, methods, seeds)
+
+
+def noise_floor(accuracies: np.ndarray, test_size: int, draws: int = 2000, seed: int = 0) -> float:
+    """The regret a perfect selector would show on a test split of ``test_size`` images: with
+    each point's accuracy as its truth, the mean over binomial draws of the best drawn point
+    minus the draw of the truly best one. Draws are independent per point; the points' errors
+    on shared images are correlated, which makes the real floor lower: an upper estimate."""
+    rng = np.random.default_rng(seed)
+    drawn = rng.binomial(test_size, accuracies, size=(draws, len(accuracies))) / test_size
+    return float((drawn.max(axis=1) - drawn[:, int(np.argmax(accuracies))]).mean())
+
+
+def analyse_noise_floor(adapted: pd.DataFrame, out: Path) -> None:
+    """Per pair: the mean regret a perfect selector would show from the oracle's own noise."""
+    print("\nthe oracle's noise floor: the regret of a perfect selector (an upper estimate)")
+    print("| pair | target test images | mean noise floor | mean regret of the default |")
+    print("|---|---|---|---|")
+    for pair, group in adapted.groupby("pair", sort=False):
+        config = load_config(SPACES / "dann.yaml", ["params={}", *PAIRS[pair].data])
+        test_size = len(load_domain_pair(config.data).target_test)
+        floors = []
+        for (method, seed), _ in group.groupby(["method", "seed"]):
+            points = pd.read_csv(_points_file(out, pair, method, seed), dtype={TRIAL_ID: str})
+            floors.append(noise_floor(points[m.TARGET_ACC].to_numpy(), test_size))
+        default = group.loc[group["criterion"] == m.SOURCE_VAL_ACC, "regret"].mean()
+        print(f"| {pair} | {test_size} | {statistics.fmean(floors):.4f} | {default:.4f} |")
 
 
 def analyse_ensembles(out: Path, pairs: list[str], methods: list[str], seeds: list[int]) -> None:
