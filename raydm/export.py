@@ -25,25 +25,16 @@ METADATA_FILE = "raydm.json"
 
 class Exported(nn.Module):
     """uint8 images (N x C x size x size), or float points (N x D), -> class probabilities
-    (N x classes), with the preprocessing of evaluation folded in."""
+    (N x classes): ``Model.probabilities``, the preprocessing of evaluation included."""
 
     def __init__(self, model: Model) -> None:
         super().__init__()
-        self.method = model.method
+        self.method = model.method  # a submodule: its weights are the program's parameters
+        self.model = model
         self.images = len(model.input_shape) == 3
-        self.crop = model.transform.crop
-        self.register_buffer("mean", model.transform.mean.detach().cpu().reshape(1, -1, 1, 1))
-        self.register_buffer("std", model.transform.std.detach().cpu().reshape(1, -1, 1, 1))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.images:
-            if self.crop is not None:
-                top = (inputs.shape[2] - self.crop) // 2
-                left = (inputs.shape[3] - self.crop) // 2
-                inputs = inputs[:, :, top : top + self.crop, left : left + self.crop]
-            inputs = (inputs.float() / 255.0 - self.mean) / self.std
-        logits = self.method.predict(inputs.float())
-        return torch.softmax(logits.float(), dim=1)
+        return self.model.probabilities(inputs)
 
 
 def metadata(model: Model, selected: str) -> dict:
