@@ -6,6 +6,7 @@ nothing re-reads YAML. Errors name the file and the dotted key path and fit on o
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic import (
 from raydm.backbones import BACKBONES
 from raydm.data import find_domain
 from raydm.methods import METHODS
+from raydm.metrics import COSTLY_VALIDATORS
 from raydm.options import Section
 from raydm.search_space import Distribution, parse_param
 from raydm.sections import (
@@ -151,6 +153,18 @@ class ExperimentConfig(Section):
 
     def max_epochs(self) -> int:
         return self.search.scheduler.max_t or self.train.epochs
+
+    def costly_validator_epochs(self, last_epoch: int) -> frozenset[int] | None:
+        """The epochs at which a trial of this search that ends at ``last_epoch`` computes the
+        costly validators (``m.COSTLY_VALIDATORS``); None: every epoch."""
+        search = self.search
+        ranked_by = {search.metric, search.selector}
+        if search.costly_validators == "every_epoch" or ranked_by & set(COSTLY_VALIDATORS):
+            return None
+        scheduler = search.scheduler
+        rungs = scheduler.rungs(self.max_epochs()) if scheduler.type == "asha" else []
+        # ASHA compares a trial at its first result at or past a rung's milestone.
+        return frozenset({*(math.ceil(rung) for rung in rungs), last_epoch})
 
 
 def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:

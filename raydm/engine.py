@@ -10,7 +10,7 @@ import math
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -134,6 +134,7 @@ def fit(
     on_epoch: EpochCallback | None = None,
     resume_from: dict[str, Any] | None = None,
     pretrained: dict[str, torch.Tensor] | None = None,
+    costly_epochs: Collection[int] | None = None,
 ) -> dict[str, float]:
     """Train ``config`` on ``data``; return the last epoch's metrics.
 
@@ -141,6 +142,8 @@ def fit(
     ``resume_from`` needs to continue exactly where that epoch ended. It holds the live
     tensors, not copies: save or copy it before returning. ``pretrained`` is the backbone's
     starting weights when the caller has loaded them already (a search loads them once).
+    The costly validators (``m.COSTLY_VALIDATORS``) are computed at the epochs (counted from 1)
+    of ``costly_epochs``, or at every epoch if it is None.
     """
     if config.params:
         raise ValueError(f"fit needs a fixed config; still searched: {', '.join(config.params)}")
@@ -200,7 +203,8 @@ def fit(
         epoch_metrics[m.TIME_TRAIN] = trained - started
         if pseudo_labels is not None:
             epoch_metrics.update(pseudo_label_stats(pseudo_labels, data))
-        scores, target_probabilities = evaluation.run(method, transform, loader)
+        costly = costly_epochs is None or epoch + 1 in costly_epochs
+        scores, target_probabilities = evaluation.run(method, transform, loader, costly)
         epoch_metrics.update(scores)
         epoch_metrics.update({m.EPOCH: epoch + 1, m.EPOCHS_PLANNED: train.epochs})
         epoch_metrics[m.TIME_EVAL] = time.perf_counter() - trained

@@ -107,10 +107,10 @@ class Evaluation:
         )
 
     def run(
-        self, method: Method, transform: Transform, loader: Loader
+        self, method: Method, transform: Transform, loader: Loader, costly: bool = True
     ) -> tuple[dict[str, float], torch.Tensor]:
-        """Every evaluation metric of ``method`` now, and its softmax on the validation
-        target subset."""
+        """Every evaluation metric of ``method`` now (without ``m.COSTLY_VALIDATORS`` unless
+        ``costly``), and its softmax on the validation target subset."""
         data = self.data
 
         def scored(part, keep_features=True, mixval=None):
@@ -121,16 +121,16 @@ class Evaluation:
         test = scored(data.target_test, keep_features=False)
         # Only the target's inputs are used here: its labels never reach a validator. The
         # same seed each epoch pairs the same inputs for MixVal, so its epochs are comparable.
-        mixval = validators.MixVal(seed=self.mixval_seed)
+        mixval = validators.MixVal(seed=self.mixval_seed) if costly else None
         unlabelled = scored(self.validation_targets, mixval=mixval)
         source_train = scored(self.source_train_sample)
         probabilities = unlabelled.logits.softmax(1)
         val_losses = val.losses()
         metrics = {
             **validators.target_validators(
-                probabilities, unlabelled.features, data.num_classes, seed=self.seed
+                probabilities, unlabelled.features, data.num_classes, self.seed, costly
             ),
-            **mixval.scores(),
+            **(mixval.scores() if costly else {}),
             **validators.importance_weighted_scores(
                 val.features[self.source_val_rows],
                 val_losses[self.source_val_rows],

@@ -212,6 +212,12 @@ class SearchConfig(Section):
         "its k best epochs by the final selector, or all; default: 1, or all with select: "
         f"{ENSV}, which ranks every epoch. The final pick is a kept checkpoint.",
     )
+    costly_validators: Literal["rungs", "every_epoch"] = Field(
+        "rungs",
+        description="rungs: SND, ClassAMI and MixVal are computed only at the epochs where ASHA "
+        "compares trials and at each trial's last (under fifo: the last); every_epoch: at "
+        "every epoch. A validator the search ranks or selects by is computed every epoch.",
+    )
     searcher: SearcherConfig = Field(default_factory=SearcherConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 

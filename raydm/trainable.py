@@ -71,7 +71,15 @@ def train_trial(
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        engine.fit(config, data, on_epoch=report, resume_from=resume_from, pretrained=pretrained)
+        engine.fit(
+            config,
+            data,
+            on_epoch=report,
+            resume_from=resume_from,
+            pretrained=pretrained,
+            # The rungs are the search's (base's), the last epoch the trial's own.
+            costly_epochs=base.costly_validator_epochs(config.train.epochs),
+        )
     except engine.Diverged as err:
         _report_failure(str(err), config, epochs_done)
     except torch.cuda.OutOfMemoryError:

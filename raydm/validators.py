@@ -376,18 +376,21 @@ def ensemble_agreement(probabilities: Tensor) -> Tensor:
 
 
 def target_validators(
-    probabilities: Tensor, features: Tensor, num_classes: int, seed: int = 0
+    probabilities: Tensor, features: Tensor, num_classes: int, seed: int = 0, costly: bool = True
 ) -> dict[str, float]:
-    """Every label-free target validator of one model, keyed by its ``raydm.metrics`` name.
+    """The label-free target validators of one model, keyed by their ``raydm.metrics`` names:
+    all of them, or without SND and ClassAMI (``costly`` False).
 
     ``probabilities`` are the N x K softmax outputs and ``features`` the N x D backbone
     features of the same unlabelled target samples; ClassAMI compares the features' clusters
     with the predictions ``probabilities.argmax(1)``.
     """
-    return {
+    scores = {
         m.NEG_ENTROPY: neg_entropy(probabilities),
         m.IM: information_maximization(probabilities),
         m.BNM: batch_nuclear_norm(probabilities),
-        m.SND: soft_neighborhood_density(probabilities),
-        m.CLASS_AMI: class_ami(features, probabilities.argmax(1), num_classes, seed=seed),
     }
+    if costly:
+        scores[m.SND] = soft_neighborhood_density(probabilities)
+        scores[m.CLASS_AMI] = class_ami(features, probabilities.argmax(1), num_classes, seed=seed)
+    return scores

@@ -217,6 +217,29 @@ def test_each_trial_keeps_the_checkpoints_the_final_pick_ranks(search, per_trial
     assert config.search.checkpoint_ranking() == ranking
 
 
+@pytest.mark.parametrize(
+    "settings, last_epoch, epochs",
+    [
+        # dann.yaml: ASHA with grace 2 and factor 2 over 8 epochs compares at 2, 4 and 8.
+        ([], 8, {2, 4, 8}),
+        ([], 5, {2, 4, 5, 8}),  # a trial with fewer planned epochs ends at its own last
+        (["search.scheduler.reduction_factor=3"], 8, {2, 6, 8}),  # 2 x 3 = 6
+        (["search.scheduler.reduction_factor=2.5", "search.scheduler.grace_period=1"], 8,
+         {1, 3, 7, 8}),  # milestones 1, 2.5, 6.25: compared at the first epoch past each
+        (["search.scheduler.type=fifo"], 8, {8}),
+        (["search.costly_validators=every_epoch"], 8, None),
+        (["search.metric=val/snd"], 8, None),  # what steers ASHA and TPE is there every epoch
+        (["search.select=val/class_ami"], 8, None),  # and so is what the final pick ranks by
+        (["search.select=val/im"], 8, {2, 4, 8}),
+    ],
+)
+def test_costly_validators_are_computed_where_asha_compares_and_trials_end(
+    settings, last_epoch, epochs
+):
+    config = load_config(SPACES / "dann.yaml", settings)
+    assert config.costly_validator_epochs(last_epoch) == epochs
+
+
 def test_a_choice_reads_back_what_this_and_older_raydm_versions_wrote():
     widths = Choice(([64, 64], [32]))
     assert widths.from_optuna([64, 64]) == [64, 64]  # a trial config from before JSON text

@@ -74,6 +74,30 @@ def test_every_epoch_reports_losses_lr_accuracies_and_validators(moons):
     assert abs(last[m.SOURCE_VAL_MACRO_ACC] - last[m.SOURCE_VAL_ACC]) < 0.1
 
 
+def test_costly_validators_only_at_their_epochs_and_training_does_not_change(moons):
+    config, data = moons
+    torch.set_num_threads(1)
+    every, scheduled = [], []
+    engine.fit(config, data, on_epoch=lambda epoch, metrics, state: every.append(metrics))
+    engine.fit(
+        config,
+        data,
+        on_epoch=lambda epoch, metrics, state: scheduled.append(metrics),
+        costly_epochs={2},
+    )
+    for epoch, (all_of_them, some) in enumerate(zip(every, scheduled, strict=True), start=1):
+        assert set(m.COSTLY_VALIDATORS) <= set(all_of_them)
+        if epoch == 2:
+            assert set(m.COSTLY_VALIDATORS) <= set(some)
+        else:
+            assert not set(m.COSTLY_VALIDATORS) & set(some)
+        # Skipping them draws nothing from the training's random streams: every value the
+        # scheduled run reports is the every-epoch run's, to the bit.
+        for name in (*m.VALIDATORS, m.SOURCE_VAL_LOSS, m.TARGET_ACC, m.TRAIN_LOSS):
+            if name in some:
+                assert some[name] == all_of_them[name], (epoch, name)
+
+
 def test_fit_refuses_a_config_that_still_searches(data_root):
     config = load_config(SPACES / "moons.yaml", [f"data.root={data_root}"])
     with pytest.raises(ValueError, match="still searched"):
