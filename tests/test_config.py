@@ -224,8 +224,11 @@ def test_each_trial_keeps_the_checkpoints_the_final_pick_ranks(search, per_trial
         ([], 8, {2, 4, 8}),
         ([], 5, {2, 4, 5, 8}),  # a trial with fewer planned epochs ends at its own last
         (["search.scheduler.reduction_factor=3"], 8, {2, 6, 8}),  # 2 x 3 = 6
-        (["search.scheduler.reduction_factor=2.5", "search.scheduler.grace_period=1"], 8,
-         {1, 3, 7, 8}),  # milestones 1, 2.5, 6.25: compared at the first epoch past each
+        (
+            ["search.scheduler.reduction_factor=2.5", "search.scheduler.grace_period=1"],
+            8,
+            {1, 3, 7, 8},
+        ),  # milestones 1, 2.5, 6.25: compared at the first epoch past each
         (["search.scheduler.type=fifo"], 8, {8}),
         (["search.costly_validators=every_epoch"], 8, None),
         (["search.metric=val/snd"], 8, None),  # what steers ASHA and TPE is there every epoch
