@@ -257,7 +257,75 @@ def analyse(out: Path, pairs: list[str], methods: list[str], seeds: list[int]) -
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"\nlowest mean regret: {sorted(summary)[0][1]}")
     analyse_noise_floor(adapted, out)
+    searches = {
+        key: _read_points(out, *key) for key in adapted.groupby(["pair", "method", "seed"]).groups
+    }
+    analyse_regret_sources(searches)
+    analyse_costly_schedule(searches)
     analyse_ensembles(out, pairs, methods, seeds)
+
+
+def _read_points(out: Path, pair: str, method: str, seed: int) -> pd.DataFrame:
+    return pd.read_csv(_points_file(out, pair, method, seed), dtype={TRIAL_ID: str})
+
+
+def analyse_regret_sources(searches: dict[tuple, pd.DataFrame]) -> None:
+    """Each criterion's mean regret split in two: choosing the wrong trial (the best point
+    minus the best point of the picked trial) and the wrong epoch of that trial."""
+    rows = []
+    for points in searches.values():
+        best = points[m.TARGET_ACC].max()
+        trial_best = points.groupby(TRIAL_ID)[m.TARGET_ACC].max()
+        for row in criterion_table(points, [c for c in CRITERIA if c in points]):
+            across = best - trial_best[row["picked_trial"]]
+            within = trial_best[row["picked_trial"]] - row["picked_oracle_acc"]
+            rows.append({"criterion": row["validator"], "across": across, "within": within})
+    table = pd.DataFrame(rows).groupby("criterion")[["across", "within"]].mean()
+    table = table.assign(regret=table.sum(axis=1)).sort_values("regret")
+    print("\nwhere the regret comes from (adapted searches): the wrong trial, the wrong epoch")
+    print("| criterion | mean regret | wrong trial | wrong epoch of the right trial |")
+    print("|---|---|---|---|")
+    for name, row in table.iterrows():
+        print(f"| {name} | {row['regret']:.4f} | {row['across']:.4f} | {row['within']:.4f} |")
+
+
+def analyse_costly_schedule(searches: dict[tuple, pd.DataFrame]) -> None:
+    """The costly validators' picks when a search computes them only where the shipped space
+    now does (``search.costly_validators: rungs``) against every epoch, on the same points:
+    a validator's value does not depend on when it is computed."""
+    rows = []
+    for (_, method, _), points in searches.items():
+        config = load_config(SPACES / f"{method}.yaml")
+        computed = [
+            epoch in config.costly_validator_epochs(planned)
+            for epoch, planned in zip(points[m.EPOCH], points[m.EPOCHS_PLANNED], strict=True)
+        ]
+        every, scheduled = (
+            {r["validator"]: r for r in criterion_table(part, m.COSTLY_VALIDATORS)}
+            for part in (points, points[computed])
+        )
+        best = points[m.TARGET_ACC].max()
+        for name in every:
+            before, after = every[name], scheduled[name]
+            rows.append(
+                {
+                    "criterion": name,
+                    "every_epoch": best - before["picked_oracle_acc"],
+                    "rungs": best - after["picked_oracle_acc"],
+                    "same_pick": (before["picked_trial"], before["picked_epoch"])
+                    == (after["picked_trial"], after["picked_epoch"]),
+                    "computed": float(np.mean(computed)),
+                }
+            )
+    table = pd.DataFrame(rows).groupby("criterion", sort=False).mean()
+    print("\nthe costly validators computed every epoch or only at rungs and last epochs")
+    print("| criterion | mean regret, every epoch | mean regret, rungs | same pick |")
+    print("|---|---|---|---|")
+    for name, row in table.iterrows():
+        print(
+            f"| {name} | {row['every_epoch']:.4f} | {row['rungs']:.4f} | {row['same_pick']:.0%} |"
+        )
+    print(f"share of the points where they are computed: {table['computed'].mean():.0%}")
 
 
 def noise_floor(accuracies: np.ndarray, test_size: int, draws: int = 2000, seed: int = 0) -> float:
