@@ -7,6 +7,7 @@ trial with the same seed is scored on the same samples.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -109,7 +110,7 @@ class Evaluation:
     def run(
         self, method: Method, transform: Transform, loader: Loader, costly: bool = True
     ) -> tuple[dict[str, float], torch.Tensor]:
-        """Every evaluation metric of ``method`` now (without ``m.COSTLY_VALIDATORS`` unless
+        """Every evaluation metric of ``method`` now (``m.COSTLY_VALIDATORS`` nan unless
         ``costly``), and its softmax on the validation target subset."""
         data = self.data
 
@@ -130,7 +131,8 @@ class Evaluation:
             **validators.target_validators(
                 probabilities, unlabelled.features, data.num_classes, self.seed, costly
             ),
-            **(mixval.scores() if costly else {}),
+            # Reported as nan when skipped: Tune's progress.csv keeps the first epoch's keys only.
+            **(mixval.scores() if costly else dict.fromkeys(m.COSTLY_VALIDATORS, math.nan)),
             **validators.importance_weighted_scores(
                 val.features[self.source_val_rows],
                 val_losses[self.source_val_rows],

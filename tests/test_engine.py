@@ -86,15 +86,15 @@ def test_costly_validators_only_at_their_epochs_and_training_does_not_change(moo
         costly_epochs={2},
     )
     for epoch, (all_of_them, some) in enumerate(zip(every, scheduled, strict=True), start=1):
-        assert set(m.COSTLY_VALIDATORS) <= set(all_of_them)
-        if epoch == 2:
-            assert set(m.COSTLY_VALIDATORS) <= set(some)
-        else:
-            assert not set(m.COSTLY_VALIDATORS) & set(some)
+        # Every epoch reports every key (Tune's progress.csv keeps the first epoch's only).
+        assert set(some) == set(all_of_them)
+        for name in m.COSTLY_VALIDATORS:
+            assert math.isfinite(all_of_them[name])
+            assert math.isfinite(some[name]) == (epoch == 2), (epoch, name)
         # Skipping them draws nothing from the training's random streams: every value the
-        # scheduled run reports is the every-epoch run's, to the bit.
+        # scheduled run computes is the every-epoch run's, to the bit.
         for name in (*m.VALIDATORS, m.SOURCE_VAL_LOSS, m.TARGET_ACC, m.TRAIN_LOSS):
-            if name in some:
+            if math.isfinite(some[name]):
                 assert some[name] == all_of_them[name], (epoch, name)
 
 
