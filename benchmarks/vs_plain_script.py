@@ -166,7 +166,8 @@ def raydm_arm(source: Path, target: Path, seed: int, root: str, budget: Budget) 
         experiment = load_experiment(Path(storage) / "run")
         points = scored_points(experiment)
         search = experiment.config.search
-        pick = by_metric(points, search.selector, search.mode)
+        # The selector in its own direction, unless it is the metric (whose mode is the search's).
+        pick = by_metric(points, search.selector, search.mode if search.select is None else None)
         at_pick = points[(points["trial_id"] == pick.trial_id) & (points[m.EPOCH] == pick.epoch)]
         return {
             "wall_s": wall,
