@@ -143,7 +143,7 @@ def raydm_arm(source: Path, target: Path, seed: int, root: str, budget: Budget) 
     from raydm import metrics as m
     from raydm.analysis import scored_points
     from raydm.experiment import load_experiment
-    from raydm.selection import by_metric
+    from raydm.predict import kept_candidates
 
     overrides = [
         f"data.source=folder:{source}",
@@ -165,9 +165,7 @@ def raydm_arm(source: Path, target: Path, seed: int, root: str, budget: Budget) 
         wall = time.perf_counter() - started
         experiment = load_experiment(Path(storage) / "run")
         points = scored_points(experiment)
-        search = experiment.config.search
-        # The selector in its own direction, unless it is the metric (whose mode is the search's).
-        pick = by_metric(points, search.selector, search.mode if search.select is None else None)
+        _, (pick, *_) = kept_candidates(Path(storage) / "run")  # the search's own final pick
         at_pick = points[(points["trial_id"] == pick.trial_id) & (points[m.EPOCH] == pick.epoch)]
         return {
             "wall_s": wall,

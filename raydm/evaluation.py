@@ -131,8 +131,7 @@ class Evaluation:
             **validators.target_validators(
                 probabilities, unlabelled.features, data.num_classes, self.seed, costly
             ),
-            # Reported as nan when skipped: Tune's progress.csv keeps the first epoch's keys only.
-            **(mixval.scores() if costly else dict.fromkeys(m.COSTLY_VALIDATORS, math.nan)),
+            **(mixval.scores() if mixval is not None else {}),
             **validators.importance_weighted_scores(
                 val.features[self.source_val_rows],
                 val_losses[self.source_val_rows],
@@ -147,4 +146,6 @@ class Evaluation:
             m.SOURCE_VAL_LOSS: val_losses.mean().item(),
             m.TARGET_ACC: test.accuracy(),
         }
+        if not costly:  # nan, not absent: Tune's progress.csv keeps the first epoch's keys only
+            metrics.update(dict.fromkeys(m.COSTLY_VALIDATORS, math.nan))
         return metrics, probabilities
