@@ -29,7 +29,7 @@ WATCHED = ("torch", "sklearn", "ray", "optuna")
 
 
 def run(repo: Path, arguments: list[str], *flags: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, *flags, "-m", "raydm.cli", *arguments]
+    command = [sys.executable, *flags, "-m", "raydm", *arguments]
     return subprocess.run(command, capture_output=True, text=True, cwd=repo)
 
 

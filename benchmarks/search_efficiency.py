@@ -98,7 +98,7 @@ def _search(seed: int, method: str, storage: str, args) -> dict:
         *([f"train.iters_per_epoch={args.iters}"] if args.iters else []),
         *args.set,
     ]
-    command = [sys.executable, "-m", "raydm.cli", "tune", "--space", str(args.space)]
+    command = [sys.executable, "-m", "raydm", "tune", "--space", str(args.space)]
     command += ["--storage-path", storage, "--name", name]
     command += [part for override in overrides for part in ("--set", override)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

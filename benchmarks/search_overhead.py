@@ -73,7 +73,7 @@ def measure(num_samples: int, args) -> dict[str, float]:
             "search.scheduler.grace_period=1",
             *args.set,
         ]
-        command = [sys.executable, "-m", "raydm.cli", "tune", "--space", str(SPACE)]
+        command = [sys.executable, "-m", "raydm", "tune", "--space", str(SPACE)]
         command += ["--storage-path", storage, "--name", "overhead"]
         command += [part for override in overrides for part in ("--set", override)]
         busy_before, total_before = _cpu_jiffies()

@@ -91,7 +91,7 @@ def _search(pair: str, method: str, seed: int, args) -> None:
         *args.set,
     ]
     with tempfile.TemporaryDirectory() as storage:
-        command = [sys.executable, "-m", "raydm.cli", "tune", "--space"]
+        command = [sys.executable, "-m", "raydm", "tune", "--space"]
         command += [str(SPACES / f"{method}.yaml"), "--storage-path", storage, "--name", "search"]
         command += [part for override in overrides for part in ("--set", override)]
         started = time.perf_counter()

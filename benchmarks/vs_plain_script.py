@@ -157,7 +157,7 @@ def raydm_arm(source: Path, target: Path, seed: int, root: str, budget: Budget) 
         f"train.iters_per_epoch={budget.iterations}",
     ]
     with tempfile.TemporaryDirectory() as storage:
-        command = [sys.executable, "-m", "raydm.cli", "tune", "--space", str(SPACES / "dann.yaml")]
+        command = [sys.executable, "-m", "raydm", "tune", "--space", str(SPACES / "dann.yaml")]
         command += ["--storage-path", storage, "--name", "run"]
         command += [part for item in overrides for part in ("--set", item)]
         started = time.perf_counter()

@@ -118,26 +118,17 @@ class Evaluation:
             batches = pipeline.evaluation_batches(part, self.batch_size, loader)
             return outputs(method, batches, transform, keep_features, mixval)
 
-        val = scored(data.source_val)
+        val = scored(data.source_val, keep_features=costly)
         test = scored(data.target_test, keep_features=False)
         # Only the target's inputs are used here: its labels never reach a validator. The
         # same seed each epoch pairs the same inputs for MixVal, so its epochs are comparable.
         mixval = validators.MixVal(seed=self.mixval_seed) if costly else None
         unlabelled = scored(self.validation_targets, mixval=mixval)
-        source_train = scored(self.source_train_sample)
         probabilities = unlabelled.logits.softmax(1)
         val_losses = val.losses()
         metrics = {
             **validators.target_validators(
                 probabilities, unlabelled.features, data.num_classes, self.seed, costly
-            ),
-            **(mixval.scores() if mixval is not None else {}),
-            **validators.importance_weighted_scores(
-                val.features[self.source_val_rows],
-                val_losses[self.source_val_rows],
-                source_train.features,
-                unlabelled.features[self.target_rows],
-                seed=self.seed,
             ),
             m.SOURCE_VAL_ACC: val.accuracy(),
             m.SOURCE_VAL_MACRO_ACC: validators.macro_accuracy(
@@ -146,6 +137,18 @@ class Evaluation:
             m.SOURCE_VAL_LOSS: val_losses.mean().item(),
             m.TARGET_ACC: test.accuracy(),
         }
-        if not costly:  # nan, not absent: Tune's progress.csv keeps the first epoch's keys only
+        if costly:
+            source_train = scored(self.source_train_sample)
+            metrics.update(mixval.scores())
+            metrics.update(
+                validators.importance_weighted_scores(
+                    val.features[self.source_val_rows],
+                    val_losses[self.source_val_rows],
+                    source_train.features,
+                    unlabelled.features[self.target_rows],
+                    seed=self.seed,
+                )
+            )
+        else:  # nan, not absent: Tune's progress.csv keeps the first epoch's keys only
             metrics.update(dict.fromkeys(m.COSTLY_VALIDATORS, math.nan))
         return metrics, probabilities

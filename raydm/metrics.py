@@ -46,10 +46,11 @@ VALIDATORS = (
     DEVN,
 )
 # The validators whose cost is more than a look at the softmax (SND's pairwise similarities,
-# ClassAMI's k-means, MixVal's mixed forward passes): by default a search computes them only at
-# the epochs where ASHA compares trials and where trials end (search.costly_validators), which
-# the regret benchmark showed does not make their picks worse (BENCHMARKS.md).
-COSTLY_VALIDATORS = (SND, CLASS_AMI, MIXVAL_INTRA, MIXVAL_INTER, MIXVAL)
+# ClassAMI's k-means, MixVal's mixed forward passes, the importance-weighted ones' pass over
+# source training images and cross-validated domain classifier): by default a search computes
+# them only at the epochs where ASHA compares trials and where trials end
+# (search.costly_validators); the regret benchmark measured their picks there (BENCHMARKS.md).
+COSTLY_VALIDATORS = (SND, CLASS_AMI, MIXVAL_INTRA, MIXVAL_INTER, MIXVAL, IWCV, DEV, DEVN)
 TARGET_ACC = "oracle/target_acc"
 PSEUDO_LABEL_ACC = "oracle/pseudo_label_acc"
 PSEUDO_LABEL_COVERAGE = "train/pseudo_label_coverage"

@@ -214,9 +214,10 @@ class SearchConfig(Section):
     )
     costly_validators: Literal["rungs", "every_epoch"] = Field(
         "rungs",
-        description="rungs: SND, ClassAMI and MixVal are computed only at the epochs where ASHA "
-        "compares trials and at each trial's last (under fifo: the last); every_epoch: at "
-        "every epoch. A validator the search ranks or selects by is computed every epoch.",
+        description="rungs: SND, ClassAMI, MixVal, IWCV, DEV and DEVN are computed only at "
+        "the epochs where ASHA compares trials and at each trial's last (under fifo: the "
+        "last); every_epoch: at every epoch. A validator the search ranks or selects by is "
+        "computed every epoch.",
     )
     searcher: SearcherConfig = Field(default_factory=SearcherConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)

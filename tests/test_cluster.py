@@ -35,7 +35,7 @@ def _space(tmp_path: Path, epochs: int, iters: int, samples: int) -> str:
 
 
 def _tune(space: Path, storage: Path, *extra: str, env=None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "raydm.cli", "tune", "--space", str(space)]
+    command = [sys.executable, "-m", "raydm", "tune", "--space", str(space)]
     command += ["--name", "run", "--storage-path", str(storage), *extra]
     return subprocess.Popen(
         command,
@@ -207,7 +207,7 @@ def test_a_token_protected_cluster_is_joined_with_the_token_and_refused_without(
         storage = tmp_path / "results"
         driver_env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
         with_token = subprocess.run(
-            [sys.executable, "-m", "raydm.cli", "tune", "--space", str(space), "--name", "t"]
+            [sys.executable, "-m", "raydm", "tune", "--space", str(space), "--name", "t"]
             + ["--storage-path", str(storage), "--address", address],
             capture_output=True,
             text=True,
@@ -217,7 +217,7 @@ def test_a_token_protected_cluster_is_joined_with_the_token_and_refused_without(
         empty_home = tmp_path / "home"
         empty_home.mkdir()
         without = subprocess.run(
-            [sys.executable, "-m", "raydm.cli", "tune", "--space", str(space), "--name", "u"]
+            [sys.executable, "-m", "raydm", "tune", "--space", str(space), "--name", "u"]
             + ["--storage-path", str(storage), "--address", address],
             capture_output=True,
             text=True,
@@ -279,3 +279,40 @@ def test_a_local_search_keeps_every_ray_process_on_loopback(tmp_path, monkeypatc
     with progress.open() as handle:
         rows = list(csv.DictReader(handle))
     assert rows and {row["node_ip"] for row in rows} == {"127.0.0.1"}, output
+
+
+EXIT_NOW = """
+import sys
+import ray
+from raydm.cluster import connect, exit_now
+
+connect(None, print)
+node = ray._private.worker._global_node
+print(" ".join(str(p.process.pid) for ps in node.all_processes.values() for p in ps))
+sys.stdout.write("written last, unflushed")
+exit_now(3)
+"""
+
+
+def test_the_quick_exit_after_a_search_shuts_ray_down_flushes_and_keeps_the_exit_code():
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_NOW], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.endswith("written last, unflushed")
+    ray_pids = [int(pid) for pid in done.stdout.splitlines()[-2].split()]
+    assert ray_pids  # the GCS and the raylet at least
+    deadline = time.monotonic() + 10
+    while ray_pids and time.monotonic() < deadline:
+        ray_pids = [pid for pid in ray_pids if _alive(pid)]
+        time.sleep(0.2)
+    assert not ray_pids, "Ray's processes outlived the search"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has ended but waits for its parent
+        return stat.read().split(") ")[-1][0] != "Z"
