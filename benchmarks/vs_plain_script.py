@@ -10,7 +10,8 @@ as folders of PNGs, so both arms read image files as a user's would be.
   the images decoded once into tensors; each trial reports its source validation accuracy
   after every epoch, and the pick is the (trial, epoch) where it is best.
 - raydm: ``raydm tune --space search_spaces/dann.yaml`` on ``folder:`` domains with the same
-  trials and epochs.
+  trials and epochs; with ``--variant KEY=VALUE ...``, a third arm runs it with those overrides
+  too (``search.scheduler.reduction_factor=4``: the plain script's pruning).
 
 Both search the shipped space's four params over their ranges. The arms alternate within each
 repeat, each in a process of its own; the table gives the median over repeats of the wall time
@@ -138,8 +139,11 @@ def plain(source: Path, target: Path, seed: int, budget: Budget) -> dict:
     }
 
 
-def raydm_arm(source: Path, target: Path, seed: int, root: str, budget: Budget) -> dict:
-    """``raydm tune`` as a user runs it, timed from its start to its exit."""
+def raydm_arm(
+    source: Path, target: Path, seed: int, root: str, budget: Budget, extra: list[str]
+) -> dict:
+    """``raydm tune`` as a user runs it (with the overrides ``extra``), timed from its start to
+    its exit."""
     from raydm import metrics as m
     from raydm.analysis import scored_points
     from raydm.experiment import load_experiment
@@ -155,6 +159,7 @@ def raydm_arm(source: Path, target: Path, seed: int, root: str, budget: Budget) 
         f"train.seed={seed}",
         f"train.epochs={budget.epochs}",
         f"train.iters_per_epoch={budget.iterations}",
+        *extra,
     ]
     with tempfile.TemporaryDirectory() as storage:
         command = [sys.executable, "-m", "raydm", "tune", "--space", str(SPACES / "dann.yaml")]
@@ -198,21 +203,32 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=Budget.trials)
     parser.add_argument("--epochs", type=int, default=Budget.epochs)
     parser.add_argument("--iterations", type=int, default=Budget.iterations)
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a third arm: raydm with these overrides (e.g. search.scheduler.reduction_factor=4)",
+    )
     args = parser.parse_args()
     budget = Budget(args.trials, args.epochs, args.iterations)
     if args.arm == "plain":
         print(json.dumps(plain(args.source, args.target, args.seed, budget)))
         return
-    results: dict[str, list[dict]] = {"plain": [], "raydm": []}
+    arms = {"plain": None, "raydm": []}
+    if args.variant:
+        arms["raydm " + " ".join(args.variant)] = args.variant
+    results: dict[str, list[dict]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as folders:
         source, target = write_folders(Path(folders))
         for repeat in range(args.repeats):
-            order = ("plain", "raydm") if repeat % 2 == 0 else ("raydm", "plain")
+            order = list(arms) if repeat % 2 == 0 else list(reversed(arms))
             for arm in order:
-                if arm == "plain":
+                if arms[arm] is None:
                     results[arm].append(plain_arm(source, target, repeat, budget))
                 else:
-                    results[arm].append(raydm_arm(source, target, repeat, args.root, budget))
+                    run = raydm_arm(source, target, repeat, args.root, budget, arms[arm])
+                    results[arm].append(run)
                 print(f"repeat {repeat} {arm}: {results[arm][-1]}", flush=True)
     print("\n| arm | wall s (median) | epochs run | pick's oracle acc | best point's oracle acc |")
     print("|---|---|---|---|---|")
