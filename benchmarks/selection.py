@@ -317,13 +317,27 @@ def analyse_costly_schedule(searches: dict[tuple, pd.DataFrame]) -> None:
                     "computed": float(np.mean(computed)),
                 }
             )
-    table = pd.DataFrame(rows).groupby("criterion", sort=False).mean()
+    rows = pd.DataFrame(rows)
+    rows["better"] = rows["rungs"] < rows["every_epoch"] - 1e-9
+    rows["worse"] = rows["rungs"] > rows["every_epoch"] + 1e-9
+    table = rows.groupby("criterion", sort=False).agg(
+        every_epoch=("every_epoch", "mean"),
+        rungs=("rungs", "mean"),
+        same_pick=("same_pick", "mean"),
+        better=("better", "sum"),
+        worse=("worse", "sum"),
+        computed=("computed", "mean"),
+    )
     print("\nthe costly validators computed every epoch or only at rungs and last epochs")
-    print("| criterion | mean regret, every epoch | mean regret, rungs | same pick |")
-    print("|---|---|---|---|")
+    print(
+        "| criterion | mean regret, every epoch | mean regret, rungs | same pick "
+        "| searches where rungs pick better | worse |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, row in table.iterrows():
         print(
-            f"| {name} | {row['every_epoch']:.4f} | {row['rungs']:.4f} | {row['same_pick']:.0%} |"
+            f"| {name} | {row['every_epoch']:.4f} | {row['rungs']:.4f} | {row['same_pick']:.0%} "
+            f"| {row['better']:.0f} | {row['worse']:.0f} |"
         )
     print(f"share of the points where they are computed: {table['computed'].mean():.0%}")
 
