@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from raydm.data.pair import DomainPair
 
 Echo = Callable[[str], None]
-TRAINABLE_MODULE = "raydm.trainable"
 
 
 class ClusterError(RuntimeError):
@@ -43,10 +42,6 @@ def connect(address: str | None, echo: Echo) -> None:
         include_dashboard=False,
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
-        # The workers Ray starts with the driver import the trainable's modules (torch,
-        # scikit-learn) while the driver prepares the search; trials then start in them
-        # seconds sooner (BENCHMARKS.md).
-        _system_config={"preload_python_modules": [TRAINABLE_MODULE]},
     )
     echo(f"started a local Ray with {cpus} CPUs ({where})")
 

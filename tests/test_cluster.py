@@ -316,26 +316,3 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie has ended but waits for its parent
         return stat.read().split(") ")[-1][0] != "Z"
-
-
-PRELOADED = """
-import sys
-import ray
-from raydm.cluster import TRAINABLE_MODULE, connect
-
-connect(None, print)
-
-@ray.remote(num_cpus=1)
-def imported_before_any_work():
-    return TRAINABLE_MODULE in sys.modules
-
-print(all(ray.get([imported_before_any_work.remote() for _ in range(2)])))
-"""
-
-
-def test_a_local_rays_workers_have_the_trainable_imported_before_their_first_trial():
-    done = subprocess.run(
-        [sys.executable, "-c", PRELOADED], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "True"
