@@ -9,10 +9,11 @@ def run() -> None:
     try:
         main()
     except SystemExit as done:
-        if "ray" in sys.modules:  # only a search imports Ray
+        # Only a search imports Ray; a message code (sys.exit("...")) takes the usual exit.
+        if "ray" in sys.modules and isinstance(done.code, int | None):
             from raydm.cluster import exit_now
 
-            exit_now(done.code)
+            exit_now(done.code)  # returns unless Ray is running
         raise
 
 

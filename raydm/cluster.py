@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -46,20 +46,20 @@ def connect(address: str | None, echo: Echo) -> None:
     echo(f"started a local Ray with {cpus} CPUs ({where})")
 
 
-def exit_now(code: int | str | None) -> NoReturn:
-    """End the process with ``code``: once Ray is shut down, without the interpreter's
-    teardown; as usual if Ray was not started.
+def exit_now(code: int | None) -> None:
+    """If this process runs Ray, shut it down and end the process with ``code`` without the
+    interpreter's teardown; otherwise return, for the caller's usual exit.
 
     After a search, that teardown is native (torch's and Ray's libraries unloading) and took
     0.7-3 s of wall time with nothing left to write (BENCHMARKS.md). Everything the search
     writes is closed by then, and stdout and stderr are flushed here.
     """
-    if ray.is_initialized():
-        ray.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code if isinstance(code, int) else 0 if code is None else 1)
-    sys.exit(code)
+    if not ray.is_initialized():
+        return
+    ray.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 CGROUP = Path("/sys/fs/cgroup")
