@@ -255,8 +255,18 @@ def test_an_asha_search_interrupted_and_resumed_keeps_its_stops_and_trials(tmp_p
     final = _epochs(storage)
     assert len(final) == 4 and set(interrupted) <= set(final)
     for trial, epochs in final.items():
-        # Each epoch once, in order, from where the checkpoint left it.
-        assert epochs == list(range(1, len(epochs) + 1)), (trial, epochs)
+        # Tune takes a reported checkpoint in a second step after the result, so Ctrl-C can
+        # fall between the two: then the last epoch reported before it is done once more, from
+        # the checkpoint before (raydm keeps the later report of it). Nothing else repeats, and
+        # no trial starts over.
+        once_each = list(dict.fromkeys(epochs))
+        assert once_each == list(range(1, len(once_each) + 1)), (trial, epochs)
+        repeated = len(epochs) - len(once_each)
+        assert repeated == 0 or (repeated == 1 and epochs.count(interrupted[trial][-1]) == 2), (
+            trial,
+            epochs,
+            interrupted.get(trial),
+        )
     with (storage / "run" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     statuses = {row["trial_id"]: (row["status"], int(row["epochs"])) for row in rows}

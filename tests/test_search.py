@@ -392,3 +392,65 @@ def test_resume_may_change_where_a_search_runs(tmp_path):
     (tmp_path / "search_space.yaml").write_text(base.to_yaml())
     moved = load_config(SPACES / "moons.yaml", ["data.root=/elsewhere", "resources.cpu=2"])
     check_same_search(moved, str(tmp_path))  # no error
+
+
+def _restored_trial(directory, trial_id: str, status: str, values: list[float]):
+    """A trial as Tune restores it for --resume: its reports in its progress file."""
+    from types import SimpleNamespace
+
+    from pyarrow.fs import LocalFileSystem
+
+    trial_dir = directory / trial_id
+    trial_dir.mkdir()
+    with (trial_dir / "progress.csv").open("w", newline="") as handle:
+        rows = csv.writer(handle)
+        rows.writerow([m.SOURCE_VAL_ACC, m.SND, "training_iteration"])
+        for epoch, value in enumerate(values, start=1):
+            rows.writerow([value, "", epoch])  # the costly validator blank, as on most epochs
+    return SimpleNamespace(
+        trial_id=trial_id,
+        status=status,
+        run_metadata=SimpleNamespace(
+            last_result={"training_iteration": len(values)} if values else {}
+        ),
+        storage=SimpleNamespace(trial_fs_path=str(trial_dir), storage_filesystem=LocalFileSystem()),
+    )
+
+
+def test_a_resumed_asha_search_keeps_its_rungs_and_a_stop_the_interruption_lost(tmp_path):
+    from ray.tune.schedulers import TrialScheduler
+
+    from raydm.tuning import ResumableASHA
+
+    def asha() -> ResumableASHA:
+        return ResumableASHA(
+            metric=m.SOURCE_VAL_ACC, mode="max", max_t=4, grace_period=1, reduction_factor=2
+        )
+
+    resumed, fresh = asha(), asha()
+    # Rungs at epochs 1 and 2. "done" finished; "cut" reported epoch 2 far below "done" at
+    # that rung, and Ctrl-C came before Tune stopped it.
+    resumed.on_trial_add(
+        None, _restored_trial(tmp_path, "done", "TERMINATED", [0.8, 0.9, 0.9, 0.9])
+    )
+    cut = _restored_trial(tmp_path, "cut", "RUNNING", [0.9, 0.1])
+    resumed.on_trial_add(None, cut)
+    new = _restored_trial(tmp_path, "new", "PENDING", [])
+    for scheduler in (resumed, fresh):
+        scheduler.on_trial_add(None, new)
+    at_rung_1 = {m.SOURCE_VAL_ACC: 0.5, "training_iteration": 1}
+    # The rung at epoch 1 holds 0.8 and 0.9 (cut-off 0.85): the new trial's 0.5 is stopped
+    # there, where a fresh ASHA, with empty rungs, lets it go on.
+    assert resumed.on_trial_result(None, new, at_rung_1) == TrialScheduler.STOP
+    assert fresh.on_trial_result(None, new, at_rung_1) == TrialScheduler.CONTINUE
+    # "cut" is stopped at its next report, whatever its value; once.
+    again = {m.SOURCE_VAL_ACC: 0.99, "training_iteration": 2}
+    assert resumed.on_trial_result(None, cut, again) == TrialScheduler.STOP
+    assert resumed.on_trial_result(None, cut, again) == TrialScheduler.CONTINUE
+    # A restored trial without a progress file (nothing synced yet) has nothing to replay.
+    lost = _restored_trial(tmp_path, "lost", "RUNNING", [0.1, 0.1])
+    (tmp_path / "lost" / "progress.csv").unlink()
+    resumed.on_trial_add(None, lost)
+    assert resumed.on_trial_result(
+        None, lost, {m.SOURCE_VAL_ACC: 0.99, "training_iteration": 3}
+    ) == (TrialScheduler.CONTINUE)
