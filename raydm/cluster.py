@@ -24,15 +24,17 @@ class ClusterError(RuntimeError):
     """The Ray cluster named by --address cannot be joined; one line for the user."""
 
 
-def connect(address: str | None, echo: Echo) -> None:
+def connect(address: str | None, echo: Echo) -> bool:
+    """Start a local Ray, or join the cluster at ``address``; whether this call did either
+    (False: Ray was already running in this process)."""
     # With num_to_keep set, Tune snapshots after every checkpoint and warns each time it does;
     # one checkpoint per epoch is what resuming needs, so the warning is only noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
-        return
+        return False
     if address:
         _join(address, echo)
-        return
+        return True
     cpus, where = available_cpus()
     # A local search needs no network: keep every Ray process on loopback, and start a Ray of
     # its own even if another runs on this machine (address="local").
@@ -44,6 +46,7 @@ def connect(address: str | None, echo: Echo) -> None:
         _node_ip_address="127.0.0.1",
     )
     echo(f"started a local Ray with {cpus} CPUs ({where})")
+    return True
 
 
 def exit_now(code: int | None) -> None:

@@ -13,12 +13,14 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+import ray
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.result import TRAINING_ITERATION
@@ -204,11 +206,18 @@ def run_search(
     if resume and not force_resume:
         check_same_search(config, experiment_path)
     echo("preparing data ...")
-    # First: bad data or weights stop the search before Ray starts. Both are loaded once and
-    # reach every trial through the object store.
-    data = load_domain_pair(config.data)
-    pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
-    connect(address, echo)
+    # Ray starts while the data and weights load (once: they reach every trial through the
+    # object store). Bad data or weights still stop the search before any trial starts, and
+    # a Ray started for it is shut down first.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        inputs = pool.submit(_load_inputs, config)
+        started = connect(address, echo)
+        try:
+            data, pretrained = inputs.result()
+        except Exception:
+            if started:
+                ray.shutdown()
+            raise
     requested, config = config, fit_to_cluster(config, data, pretrained, echo, address is None)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base=config, data=data, pretrained=pretrained),
@@ -287,6 +296,11 @@ def run_search(
         chosen.pick if chosen else None,
         chosen.checkpoint if chosen else None,
     )
+
+
+def _load_inputs(config: ExperimentConfig):
+    data = load_domain_pair(config.data)
+    return data, pretrained_state(config.model.backbone, config.model.backbone_args)
 
 
 class ResumeError(ValueError):

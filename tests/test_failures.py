@@ -148,3 +148,37 @@ def test_remote_storage_gets_the_results_files_next_to_tunes(tmp_path, monkeypat
     # The selected checkpoint is named relative to the experiment, where it is in the bucket.
     selected = json.loads((stored / "pick.json").read_text())["ranking"][0]["checkpoint"]
     assert selected.startswith("train_trial_") and (stored / selected / "state.pt").is_file()
+
+
+@pytest.mark.ray
+def test_the_data_loads_while_ray_starts_and_its_error_still_exits_2_leaving_no_ray(
+    tmp_path, write_space, monkeypatch
+):
+    import threading
+    import time
+
+    import ray
+
+    from raydm.data.pair import DataError
+
+    seen = {}
+
+    def load_while_ray_starts(config):
+        deadline = time.monotonic() + 60
+        while not ray.is_initialized() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["ray_up_during_load"] = ray.is_initialized()
+        seen["in_a_thread"] = threading.current_thread() is not threading.main_thread()
+        raise DataError("data.target folder:/nowhere: no such folder")
+
+    monkeypatch.setattr(tuning, "load_domain_pair", load_while_ray_starts)
+    space = write_space(moons_dann(tmp_path / "data", "search: {num_samples: 1}"))
+    storage = tmp_path / "results"
+    result = CliRunner().invoke(
+        main, ["tune", "--space", str(space), "--storage-path", str(storage)]
+    )
+    assert seen == {"ray_up_during_load": True, "in_a_thread": True}
+    assert result.exit_code == 2, result.output
+    last = result.output.splitlines()[-1]
+    assert last == f"raydm: error: {space}: data.target folder:/nowhere: no such folder"
+    assert not ray.is_initialized() and not storage.exists()
