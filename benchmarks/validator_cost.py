@@ -1,11 +1,14 @@
 """What each label-free validator costs per epoch, beside the epoch's training.
 
     python benchmarks/validator_cost.py --repeats 5
+    python benchmarks/validator_cost.py --repeats 5 --space search_spaces/source_only.yaml
 
-One DANN model of ``search_spaces/dann.yaml`` (MNIST -> MNIST-M, offline), trained for one
-epoch of the space's iterations on one torch thread, as a trial runs. Then, ``--repeats``
-times: each evaluation pass an epoch makes and each validator's own work on their outputs.
-Prints the median seconds of each and their share of one epoch (training + evaluation).
+One model of ``--space`` (by default ``search_spaces/dann.yaml``: DANN, MNIST -> MNIST-M,
+offline), trained for one epoch of the space's iterations on one torch thread, as a trial runs.
+Then, ``--repeats`` times: each evaluation pass an epoch makes and each validator's own work on
+their outputs. Prints the median seconds of each and their share of one epoch (training +
+evaluation), with every validator on and with only those computed every epoch (the costly
+ones, ``metrics.COSTLY_VALIDATORS``, wait for ASHA's rungs and a trial's last epoch).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--root", default="~/.cache/raydm")
+    parser.add_argument("--space", type=Path, default=SPACE)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = load_config(SPACE, ["params={}", "train.epochs=1", f"data.root={args.root}"])
+    config = load_config(args.space, ["params={}", "train.epochs=1", f"data.root={args.root}"])
     data = load_domain_pair(config.data)
     method, transform, loader, source, target = engine.setup(
         config, data, None, torch.device("cpu")
@@ -95,6 +99,13 @@ def main() -> None:
     print(
         f"one epoch's training: {train_s:.2f} s; evaluation with every validator: "
         f"{evaluation_s:.2f} s ({evaluation_s / epoch:.1%} of the epoch)"
+    )
+    # What an epoch off the rungs computes: the three passes and IM's family on the softmax.
+    every_epoch = ("source validation pass", "target test pass (oracle)", "validation target pass")
+    cheap_s = sum(medians[name] for name in every_epoch) + medians["entropy, IM, BNM"]
+    print(
+        f"an epoch without the costly validators: evaluation {cheap_s:.2f} s "
+        f"({cheap_s / (train_s + cheap_s):.1%} of the epoch)"
     )
     print("| part | seconds (median) | share of the epoch |\n|---|---|---|")
     rows = {**medians, "MixVal (its mixed forward passes)": mixval_s}

@@ -3,7 +3,12 @@
     python benchmarks/vs_plain_script.py --repeats 3
 
 The data: MNIST -> MNIST-M as the offline pair builds them (2,500 + 2,500 images), written once
-as folders of PNGs, so both arms read image files as a user's would be.
+as folders of PNGs, so both arms read image files as a user's would be. ``--images N`` writes N
+per domain instead, to see how the cost grows: a seeded sample of them below 2,500; above it,
+the 2,500 again as copies shifted by up to 2 pixels (the offline pair has no more real digits).
+
+    python benchmarks/vs_plain_script.py --repeats 1 --trials 48
+    python benchmarks/vs_plain_script.py --repeats 1 --images 10000
 
 - plain: one process with 2 threads; an Optuna study (TPE after 4 random trials, Optuna's
   SuccessiveHalvingPruner) over the JMLR DANN of ``plain_dann.py`` (28 x 28, no batch norm),
@@ -43,22 +48,32 @@ class Budget:
     iterations: int = 62  # per epoch
 
 
-def write_folders(root: Path) -> tuple[Path, Path]:
-    """The offline pair's images as class folders of PNGs under ``root``."""
+def write_folders(root: Path, images: int | None = None) -> tuple[Path, Path]:
+    """The offline pair's images as class folders of PNGs under ``root``: all of them, or
+    ``images`` per domain (see the module's docstring)."""
+    import numpy as np
+    import torch
     from PIL import Image
 
     from raydm.data import find_domain
     from raydm.sections import DataConfig
 
+    rng = np.random.default_rng(0)
     folders = []
     for name in ("mnist_offline", "mnistm_offline"):
         folder = root / name
         config = DataConfig(image_size=28, image_channels=3)
         samples = find_domain(name).build(config).train
-        for index in range(len(samples)):
-            path = folder / str(int(samples.labels[index])) / f"{index:04d}.png"
+        count = images or len(samples)
+        order = rng.permutation(len(samples))
+        for index in range(count):
+            chosen = int(order[index % len(samples)])
+            image = samples.inputs[chosen]
+            if index >= len(samples):
+                image = torch.roll(image, tuple(int(v) for v in rng.integers(-2, 3, 2)), (1, 2))
+            path = folder / str(int(samples.labels[chosen])) / f"{index:05d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(samples.inputs[index].permute(1, 2, 0).numpy()).save(path)
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
         folders.append(folder)
     return folders[0], folders[1]
 
@@ -203,6 +218,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=Budget.trials)
     parser.add_argument("--epochs", type=int, default=Budget.epochs)
     parser.add_argument("--iterations", type=int, default=Budget.iterations)
+    parser.add_argument("--images", type=int, help="per domain (default: the 2,500 there are)")
     parser.add_argument(
         "--variant",
         nargs="+",
@@ -220,7 +236,7 @@ def main() -> None:
         arms["raydm " + " ".join(args.variant)] = args.variant
     results: dict[str, list[dict]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as folders:
-        source, target = write_folders(Path(folders))
+        source, target = write_folders(Path(folders), args.images)
         for repeat in range(args.repeats):
             order = list(arms) if repeat % 2 == 0 else list(reversed(arms))
             for arm in order:
@@ -230,7 +246,8 @@ def main() -> None:
                     run = raydm_arm(source, target, repeat, args.root, budget, arms[arm])
                     results[arm].append(run)
                 print(f"repeat {repeat} {arm}: {results[arm][-1]}", flush=True)
-    print("\n| arm | wall s (median) | epochs run | pick's oracle acc | best point's oracle acc |")
+    print(f"\n{budget.trials} trials, {args.images or 2500} images per domain")
+    print("| arm | wall s (median) | epochs run | pick's oracle acc | best point's oracle acc |")
     print("|---|---|---|---|---|")
     for arm, runs in results.items():
         median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
