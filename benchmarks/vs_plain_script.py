@@ -10,6 +10,9 @@ the 2,500 again as copies shifted by up to 2 pixels (the offline pair has no mor
     python benchmarks/vs_plain_script.py --repeats 1 --trials 48
     python benchmarks/vs_plain_script.py --repeats 1 --images 10000
 
+``--device cuda`` (for a GPU machine) runs the plain script's tensors and net on the GPU, one
+trial at a time as its loop does, and raydm's trials at ``resources.gpu: 0.25``, four to a GPU.
+
 - plain: one process with 2 threads; an Optuna study (TPE after 4 random trials, Optuna's
   SuccessiveHalvingPruner) over the JMLR DANN of ``plain_dann.py`` (28 x 28, no batch norm),
   the images decoded once into tensors; each trial reports its source validation accuracy
@@ -78,7 +81,7 @@ def write_folders(root: Path, images: int | None = None) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
-def plain(source: Path, target: Path, seed: int, budget: Budget) -> dict:
+def plain(source: Path, target: Path, seed: int, budget: Budget, device: str = "cpu") -> dict:
     """The plain script's search (run in a process of its own with ``--arm plain``)."""
     import optuna
     import torch
@@ -94,9 +97,11 @@ def plain(source: Path, target: Path, seed: int, budget: Budget) -> dict:
             source=f"folder:{source}", target=f"folder:{target}", image_size=28, image_channels=3
         )
     )
-    xs, ys, xt = images(data.source_train), data.source_train.labels, images(data.target_train)
-    xv, yv = images(data.source_val), data.source_val.labels
-    xtest, ytest = images(data.target_test), data.target_test.labels
+    on = torch.device(device)
+    xs, ys = images(data.source_train).to(on), data.source_train.labels.to(on)
+    xt = images(data.target_train).to(on)
+    xv, yv = images(data.source_val).to(on), data.source_val.labels.to(on)
+    xtest, ytest = images(data.target_test).to(on), data.target_test.labels.to(on)
     points = []  # (trial, epoch, source val accuracy, target test accuracy)
 
     def accuracy(net, inputs, labels) -> float:
@@ -109,7 +114,7 @@ def plain(source: Path, target: Path, seed: int, budget: Budget) -> dict:
         gamma = trial.suggest_float("gamma", 5.0, 15.0)
         weight_decay = trial.suggest_float("weight_decay", 1e-5, 1e-2, log=True)
         torch.manual_seed(seed + trial.number)
-        net = Net()
+        net = Net().to(on)
         optimizer = torch.optim.SGD(
             net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay
         )
@@ -119,12 +124,13 @@ def plain(source: Path, target: Path, seed: int, budget: Budget) -> dict:
                 p = (epoch * budget.iterations + step) / total
                 for group in optimizer.param_groups:
                     group["lr"] = lr / (1 + 10 * p) ** 0.75
-                s, t = torch.randint(len(xs), (64,)), torch.randint(len(xt), (64,))
+                s = torch.randint(len(xs), (64,), device=on)
+                t = torch.randint(len(xt), (64,), device=on)
                 features = torch.cat([net.features(xs[s]), net.features(xt[t])])
                 loss = F.cross_entropy(net.label(features[:64]), ys[s])
                 weight = lambda_max * (2 / (1 + math.exp(-gamma * p)) - 1)
                 domain = net.domain(Reverse.apply(features, weight)).squeeze(1)
-                is_source = torch.cat([torch.ones(64), torch.zeros(64)])
+                is_source = torch.cat([torch.ones(64, device=on), torch.zeros(64, device=on)])
                 loss = loss + F.binary_cross_entropy_with_logits(domain, is_source)
                 optimizer.zero_grad()
                 loss.backward()
@@ -195,9 +201,10 @@ def raydm_arm(
         }
 
 
-def plain_arm(source: Path, target: Path, seed: int, budget: Budget) -> dict:
+def plain_arm(source: Path, target: Path, seed: int, budget: Budget, device: str) -> dict:
     """The plain script in a process of its own, timed from its start to its exit."""
     command = [sys.executable, __file__, "--arm", "plain", "--source", str(source)]
+    command += ["--device", device]
     command += ["--target", str(target), "--seed", str(seed)]
     command += ["--trials", str(budget.trials), "--epochs", str(budget.epochs)]
     command += ["--iterations", str(budget.iterations)]
@@ -219,6 +226,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=Budget.epochs)
     parser.add_argument("--iterations", type=int, default=Budget.iterations)
     parser.add_argument("--images", type=int, help="per domain (default: the 2,500 there are)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
         "--variant",
         nargs="+",
@@ -229,11 +237,11 @@ def main() -> None:
     args = parser.parse_args()
     budget = Budget(args.trials, args.epochs, args.iterations)
     if args.arm == "plain":
-        print(json.dumps(plain(args.source, args.target, args.seed, budget)))
+        print(json.dumps(plain(args.source, args.target, args.seed, budget, args.device)))
         return
-    arms = {"plain": None, "raydm": []}
+    arms = {"plain": None, "raydm": ["resources.gpu=0.25"] if args.device == "cuda" else []}
     if args.variant:
-        arms["raydm " + " ".join(args.variant)] = args.variant
+        arms["raydm " + " ".join(args.variant)] = arms["raydm"] + args.variant
     results: dict[str, list[dict]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as folders:
         source, target = write_folders(Path(folders), args.images)
@@ -241,12 +249,12 @@ def main() -> None:
             order = list(arms) if repeat % 2 == 0 else list(reversed(arms))
             for arm in order:
                 if arms[arm] is None:
-                    results[arm].append(plain_arm(source, target, repeat, budget))
+                    results[arm].append(plain_arm(source, target, repeat, budget, args.device))
                 else:
                     run = raydm_arm(source, target, repeat, args.root, budget, arms[arm])
                     results[arm].append(run)
                 print(f"repeat {repeat} {arm}: {results[arm][-1]}", flush=True)
-    print(f"\n{budget.trials} trials, {args.images or 2500} images per domain")
+    print(f"\n{budget.trials} trials, {args.images or 2500} images per domain, {args.device}")
     print("| arm | wall s (median) | epochs run | pick's oracle acc | best point's oracle acc |")
     print("|---|---|---|---|---|")
     for arm, runs in results.items():
