@@ -24,6 +24,14 @@ COMMANDS = {
     "raydm list domains": ["list", "domains"],
     "raydm tune --dry-run": ["tune", "--space", "search_spaces/dann.yaml", "--dry-run"],
     "a config error": ["tune", "--space", "search_spaces/dann.yaml", "--set", "train.epochs=0"],
+    # Found while Ray starts (the data loads beside it), so it waits for Ray's start and end.
+    "a data error": [
+        "tune",
+        "--space",
+        "search_spaces/dann.yaml",
+        "--set",
+        "data.source=folder:/no",
+    ],
 }
 WATCHED = ("torch", "sklearn", "ray", "optuna")
 
