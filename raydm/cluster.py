@@ -24,10 +24,7 @@ class ClusterError(RuntimeError):
     """The Ray cluster named by --address cannot be joined; one line for the user."""
 
 
-TRAINABLE_MODULE = "raydm.trainable"
-
-
-def connect(address: str | None, echo: Echo, cpus_per_trial: float = 1) -> bool:
+def connect(address: str | None, echo: Echo) -> bool:
     """Start a local Ray, or join the cluster at ``address``; whether this call did either
     (False: Ray was already running in this process)."""
     # With num_to_keep set, Tune snapshots after every checkpoint and warns each time it does;
@@ -39,11 +36,6 @@ def connect(address: str | None, echo: Echo, cpus_per_trial: float = 1) -> bool:
         _join(address, echo)
         return True
     cpus, where = available_cpus()
-    # The workers Ray starts with a local driver import the trainable's modules (torch,
-    # scikit-learn) while the driver prepares the search, so trials start in them seconds
-    # sooner. numpy's BLAS then sizes its thread pool before Ray would set the trial's
-    # OMP_NUM_THREADS, so the workers inherit it from here (BENCHMARKS.md).
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, math.floor(cpus_per_trial))))
     # A local search needs no network: keep every Ray process on loopback, and start a Ray of
     # its own even if another runs on this machine (address="local").
     ray.init(
@@ -52,7 +44,6 @@ def connect(address: str | None, echo: Echo, cpus_per_trial: float = 1) -> bool:
         include_dashboard=False,
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
-        _system_config={"preload_python_modules": [TRAINABLE_MODULE]},
     )
     echo(f"started a local Ray with {cpus} CPUs ({where})")
     return True

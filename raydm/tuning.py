@@ -211,7 +211,7 @@ def run_search(
     # a Ray started for it is shut down first.
     with ThreadPoolExecutor(max_workers=1) as pool:
         inputs = pool.submit(_load_inputs, config)
-        started = connect(address, echo, config.resources.cpu)
+        started = connect(address, echo)
         try:
             data, pretrained = inputs.result()
         except Exception:

@@ -5,7 +5,6 @@ machine's loopback interface only.
 """
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -329,33 +328,3 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie has ended but waits for its parent
         return stat.read().split(") ")[-1][0] != "Z"
-
-
-PRELOADED = """
-import json
-import sys
-import ray
-from threadpoolctl import threadpool_info
-from raydm.cluster import TRAINABLE_MODULE, connect
-
-connect(None, print, cpus_per_trial=1)
-
-@ray.remote(num_cpus=1)
-def before_any_work():
-    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-    return TRAINABLE_MODULE in sys.modules, sorted(set(blas))
-
-print(json.dumps(ray.get([before_any_work.remote() for _ in range(2)])))
-"""
-
-
-def test_a_local_rays_workers_have_the_trainable_imported_and_one_blas_thread_per_trial_cpu():
-    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
-    done = subprocess.run(
-        [sys.executable, "-c", PRELOADED], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert done.returncode == 0, done.stderr
-    workers = json.loads(done.stdout.splitlines()[-1])
-    # Imported when the worker started, and numpy's BLAS sized for the trial's one CPU, not
-    # for the machine's cores (which would run a thread per core in every trial).
-    assert workers == [[True, [1]], [True, [1]]], workers
