@@ -30,7 +30,7 @@ from ray.tune.search.optuna import OptunaSearch
 from raydm import metrics as m
 from raydm.cluster import connect, fit_to_cluster, max_concurrent
 from raydm.config import ExperimentConfig
-from raydm.data.pair import load_domain_pair
+from raydm.data.pair import IndexedPair, index_domain_pair
 from raydm.layout import (
     BEST_FILE,
     PICK_FILE,
@@ -206,11 +206,13 @@ def run_search(
     if resume and not force_resume:
         check_same_search(config, experiment_path)
     echo("preparing data ...")
-    # Ray starts while the data and weights load (once: they reach every trial through the
-    # object store). Bad data or weights still stop the search before any trial starts, and
+    # Missing or mismatched data stops the search before Ray starts. Then Ray starts while
+    # the images decode and the weights load (once: they reach every trial through the
+    # object store); an unreadable image or bad weights still stop it before any trial, and
     # a Ray started for it is shut down first.
+    indexed = index_domain_pair(config.data)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        inputs = pool.submit(_load_inputs, config)
+        inputs = pool.submit(_load_inputs, indexed, config)
         started = connect(address, echo)
         try:
             data, pretrained = inputs.result()
@@ -298,8 +300,8 @@ def run_search(
     )
 
 
-def _load_inputs(config: ExperimentConfig):
-    data = load_domain_pair(config.data)
+def _load_inputs(indexed: IndexedPair, config: ExperimentConfig):
+    data = indexed.load()
     return data, pretrained_state(config.model.backbone, config.model.backbone_args)
 
 

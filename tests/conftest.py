@@ -52,8 +52,7 @@ def tune_ok(space, name: str, storage) -> str:
 
 def tune_refused(space, storage) -> list[str]:
     """Run `raydm tune` on ``space`` as a user would, expecting a user error that stops it
-    before any trial starts or anything is written under ``storage``, and leaves no Ray
-    running (a data error comes while Ray starts); its output's lines."""
+    before Ray starts or anything is written under ``storage``; its output's lines."""
     from click.testing import CliRunner
 
     from raydm.cli import main

@@ -6,6 +6,7 @@ import json
 import optuna
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from raydm import cluster, engine, tuning
 from raydm import metrics as m
@@ -151,7 +152,7 @@ def test_remote_storage_gets_the_results_files_next_to_tunes(tmp_path, monkeypat
 
 
 @pytest.mark.ray
-def test_the_data_loads_while_ray_starts_and_its_error_still_exits_2_leaving_no_ray(
+def test_an_unreadable_image_found_while_ray_starts_still_exits_2_leaving_no_ray(
     tmp_path, write_space, monkeypatch
 ):
     import threading
@@ -159,26 +160,39 @@ def test_the_data_loads_while_ray_starts_and_its_error_still_exits_2_leaving_no_
 
     import ray
 
-    from raydm.data.pair import DataError
+    from raydm.data.pair import IndexedPair
 
+    decode = IndexedPair.load
     seen = {}
 
-    def load_while_ray_starts(config):
+    def decode_while_ray_starts(indexed):
         deadline = time.monotonic() + 60
         while not ray.is_initialized() and time.monotonic() < deadline:
             time.sleep(0.05)
-        seen["ray_up_during_load"] = ray.is_initialized()
+        seen["ray_up_during_decode"] = ray.is_initialized()
         seen["in_a_thread"] = threading.current_thread() is not threading.main_thread()
-        raise DataError("data.target folder:/nowhere: no such folder")
+        return decode(indexed)
 
-    monkeypatch.setattr(tuning, "load_domain_pair", load_while_ray_starts)
-    space = write_space(moons_dann(tmp_path / "data", "search: {num_samples: 1}"))
-    storage = tmp_path / "results"
-    result = CliRunner().invoke(
-        main, ["tune", "--space", str(space), "--storage-path", str(storage)]
+    monkeypatch.setattr(IndexedPair, "load", decode_while_ray_starts)
+    for domain in ("a", "b"):
+        for index, name in enumerate(("cat", "dog")):
+            for i in range(4):
+                path = tmp_path / domain / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (8, 8), (60 * index, 0, 0)).save(path)
+    (tmp_path / "b" / "dog" / "3.png").write_bytes(b"not a png")
+    space = write_space(
+        f"method: dann\ndata: {{source: 'folder:{tmp_path / 'a'}', "
+        f"target: 'folder:{tmp_path / 'b'}'}}\nsearch: {{num_samples: 1}}\n"
     )
-    assert seen == {"ray_up_during_load": True, "in_a_thread": True}
+    storage = tmp_path / "results"
+    command = ["tune", "--space", str(space), "--storage-path", str(storage)]
+    result = CliRunner().invoke(main, command)
+    # The folders were found and their classes matched before Ray started; the images were
+    # decoded while it started, and the bad one stopped the search before any trial.
+    assert seen == {"ray_up_during_decode": True, "in_a_thread": True}
     assert result.exit_code == 2, result.output
-    last = result.output.splitlines()[-1]
-    assert last == f"raydm: error: {space}: data.target folder:/nowhere: no such folder"
+    lines = result.output.splitlines()
+    assert lines[-1].startswith(f"raydm: error: {space}: data.target: image ")
+    assert "3.png" in lines[-1]
     assert not ray.is_initialized() and not storage.exists()

@@ -71,8 +71,7 @@ def test_image_list_labels_are_the_last_token_and_paths_relative_to_the_list(tmp
     )
 
 
-@pytest.mark.ray  # the data is checked while Ray starts
-def test_class_mismatch_through_the_cli_is_one_line_and_starts_no_trial(tmp_path, write_space):
+def test_class_mismatch_through_the_cli_is_one_line_and_starts_nothing(tmp_path, write_space):
     _folder(tmp_path / "a")
     _folder(tmp_path / "b", classes=("cat", "dog", "owl"))
     space = write_space(
@@ -80,8 +79,7 @@ def test_class_mismatch_through_the_cli_is_one_line_and_starts_no_trial(tmp_path
         f"target: 'folder:{tmp_path / 'b'}'}}\n"
     )
     lines = tune_refused(space, tmp_path / "results")
-    assert lines[0] == "preparing data ..." and lines[1].startswith("started a local Ray")
-    assert len(lines) == 3  # and the error line
+    assert len(lines) == 2  # "preparing data ..." and the error line
     assert lines[-1].startswith(f"raydm: error: {space}: data.source folder:")
     assert "only in target: ['owl']" in lines[-1]
 

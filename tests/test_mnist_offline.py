@@ -120,7 +120,6 @@ def test_the_real_shipped_digits_and_the_cached_domains(data_root, monkeypatch):
     assert torch.equal(load_domain_pair(config).target_train.inputs, pair.target_train.inputs)
 
 
-@pytest.mark.ray  # the data is checked while Ray starts
 def test_a_missing_package_is_one_line_naming_it(monkeypatch, write_space, data_root, tmp_path):
     real_find_spec = importlib.util.find_spec
 

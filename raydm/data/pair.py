@@ -78,9 +78,36 @@ class DataError(ValueError):
     """The data a config names cannot be loaded; the message is one line for the user."""
 
 
-def load_domain_pair(config: DataConfig) -> DomainPair:
-    """Build both domains, split them, and decode image files into memory when they fit
-    ``data.memory_budget_mb`` (or as ``data.storage`` says)."""
+@dataclass(frozen=True)
+class IndexedPair:
+    """Both domains found, their classes matched and their parts split; image files not yet
+    read. What can be wrong with a config's data shows here, in a fraction of a second,
+    except unreadable images, which ``load`` finds."""
+
+    config: DataConfig
+    parts: dict[str, tuple[str, LabelledSet | ImageFiles]]  # part name: (role, samples)
+    class_names: tuple[str, ...]
+
+    def load(self) -> DomainPair:
+        """Decode image files into memory when they fit ``data.memory_budget_mb`` (or as
+        ``data.storage`` says); otherwise check they can be read."""
+        in_memory = _fits_in_memory(self.config, [part for _, part in self.parts.values()])
+        loaded = {}
+        for key, (role, part) in self.parts.items():
+            try:
+                loaded[key] = _load_part(part, self.config, in_memory)
+            except ValueError as err:
+                raise DataError(f"data.{role}: {err}") from None
+        first, size = loaded["source_train"], self.config.image_size
+        if isinstance(first, ImageFiles):
+            input_shape = (self.config.image_channels, size, size)
+        else:
+            input_shape = tuple(first.inputs.shape[1:])
+        return DomainPair(**loaded, class_names=self.class_names, input_shape=input_shape)
+
+
+def index_domain_pair(config: DataConfig) -> IndexedPair:
+    """Build both domains, check they share their classes, and split them."""
     built: dict[str, DomainSamples] = {}
     for role in ("source", "target"):
         try:
@@ -114,19 +141,12 @@ def load_domain_pair(config: DataConfig) -> DomainPair:
         "target_train": ("target", target_train),
         "target_test": ("target", target_test),
     }
-    in_memory = _fits_in_memory(config, [part for _, part in parts.values()])
-    loaded = {}
-    for key, (role, part) in parts.items():
-        try:
-            loaded[key] = _load_part(part, config, in_memory)
-        except ValueError as err:
-            raise DataError(f"data.{role}: {err}") from None
-    first = loaded["source_train"]
-    if isinstance(first, ImageFiles):
-        input_shape = (config.image_channels, config.image_size, config.image_size)
-    else:
-        input_shape = tuple(first.inputs.shape[1:])
-    return DomainPair(**loaded, class_names=source.class_names, input_shape=input_shape)
+    return IndexedPair(config, parts, source.class_names)
+
+
+def load_domain_pair(config: DataConfig) -> DomainPair:
+    """Both domains, split, their images decoded into memory when they fit (``IndexedPair``)."""
+    return index_domain_pair(config).load()
 
 
 def _fits_in_memory(config: DataConfig, parts: list[LabelledSet | ImageFiles]) -> bool:
