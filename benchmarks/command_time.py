@@ -24,7 +24,7 @@ COMMANDS = {
     "raydm list domains": ["list", "domains"],
     "raydm tune --dry-run": ["tune", "--space", "search_spaces/dann.yaml", "--dry-run"],
     "a config error": ["tune", "--space", "search_spaces/dann.yaml", "--set", "train.epochs=0"],
-    # Found while Ray starts (the data loads beside it), so it waits for Ray's start and end.
+    # A missing folder: found before Ray starts (the images decode beside Ray, not this).
     "a data error": [
         "tune",
         "--space",

@@ -447,10 +447,13 @@ def test_a_resumed_asha_search_keeps_its_rungs_and_a_stop_the_interruption_lost(
     again = {m.SOURCE_VAL_ACC: 0.99, "training_iteration": 2}
     assert resumed.on_trial_result(None, cut, again) == TrialScheduler.STOP
     assert resumed.on_trial_result(None, cut, again) == TrialScheduler.CONTINUE
-    # A restored trial without a progress file (nothing synced yet) has nothing to replay.
+    # A restored trial without a progress file (nothing synced yet) adds nothing to the rungs:
+    # rung 1 still holds 0.8, 0.9 and the new trial's 0.5 (cut-off 0.8), where the lost
+    # trial's 0.1, had it been replayed, would have lowered the cut-off to 0.65.
     lost = _restored_trial(tmp_path, "lost", "RUNNING", [0.1, 0.1])
     (tmp_path / "lost" / "progress.csv").unlink()
     resumed.on_trial_add(None, lost)
-    assert resumed.on_trial_result(
-        None, lost, {m.SOURCE_VAL_ACC: 0.99, "training_iteration": 3}
-    ) == (TrialScheduler.CONTINUE)
+    later = _restored_trial(tmp_path, "later", "PENDING", [])
+    resumed.on_trial_add(None, later)
+    at_rung_1_again = {m.SOURCE_VAL_ACC: 0.7, "training_iteration": 1}
+    assert resumed.on_trial_result(None, later, at_rung_1_again) == TrialScheduler.STOP
