@@ -4,8 +4,9 @@
     python benchmarks/search_overhead.py --num-samples 4 8 16     # wall time against trials
 
 Runs ``raydm tune`` as a user would (its own process, Ray started and stopped by it) on
-``search_spaces/dann_printed.yaml`` with short trials (``--epochs`` of ``--iters`` iterations,
-ASHA as in the space), on ``--cpus`` cores. Each trial reports, per epoch, the wall-clock seconds
+``--space`` (default ``search_spaces/dann_printed.yaml``) with short trials (``--epochs`` of
+``--iters`` iterations, ASHA as in the space but with grace 1 unless ``--set`` says otherwise),
+on ``--cpus`` cores. Each trial reports, per epoch, the wall-clock seconds
 of its training steps (``time/train_s``) and of its evaluation passes and validators
 (``time/eval_s``).
 Their sums over all trials, divided by wall time x cores, are the shares of the machine spent
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count())
     parser.add_argument("--root", default="~/.cache/raydm")
     parser.add_argument("--set", nargs="*", default=[], help="more overrides for raydm tune")
+    parser.add_argument("--space", type=Path, default=SPACE)
     args = parser.parse_args()
     print(
         "| trials | epochs run | wall s | training % | evaluation % | in-trial other % "
@@ -73,7 +75,7 @@ def measure(num_samples: int, args) -> dict[str, float]:
             "search.scheduler.grace_period=1",
             *args.set,
         ]
-        command = [sys.executable, "-m", "raydm", "tune", "--space", str(SPACE)]
+        command = [sys.executable, "-m", "raydm", "tune", "--space", str(args.space)]
         command += ["--storage-path", storage, "--name", "overhead"]
         command += [part for override in overrides for part in ("--set", override)]
         busy_before, total_before = _cpu_jiffies()

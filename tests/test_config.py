@@ -220,10 +220,14 @@ def test_each_trial_keeps_the_checkpoints_the_final_pick_ranks(search, per_trial
 @pytest.mark.parametrize(
     "settings, last_epoch, epochs",
     [
-        # dann.yaml: ASHA with grace 2 and factor 2 over 8 epochs compares at 2, 4 and 8.
-        ([], 8, {2, 4, 8}),
-        ([], 5, {2, 4, 5, 8}),  # a trial with fewer planned epochs ends at its own last
-        (["search.scheduler.reduction_factor=3"], 8, {2, 6, 8}),  # 2 x 3 = 6
+        # dann.yaml: ASHA with grace 1 and factor 4 over 8 epochs compares at 1, 4 and 8.
+        ([], 8, {1, 4, 8}),
+        ([], 5, {1, 4, 5, 8}),  # a trial with fewer planned epochs ends at its own last
+        (
+            ["search.scheduler.grace_period=2", "search.scheduler.reduction_factor=3"],
+            8,
+            {2, 6, 8},
+        ),  # 2 x 3 = 6
         (
             ["search.scheduler.reduction_factor=2.5", "search.scheduler.grace_period=1"],
             8,
@@ -233,7 +237,7 @@ def test_each_trial_keeps_the_checkpoints_the_final_pick_ranks(search, per_trial
         (["search.costly_validators=every_epoch"], 8, None),
         (["search.metric=val/snd"], 8, None),  # what steers ASHA and TPE is there every epoch
         (["search.select=val/class_ami"], 8, None),  # and so is what the final pick ranks by
-        (["search.select=val/im"], 8, {2, 4, 8}),
+        (["search.select=val/im"], 8, {1, 4, 8}),
     ],
 )
 def test_costly_validators_are_computed_where_asha_compares_and_trials_end(

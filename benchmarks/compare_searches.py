@@ -1,0 +1,83 @@
+"""Two runs of the regret benchmark side by side: what a change to the search cost and bought.
+
+    python benchmarks/compare_searches.py benchmarks/results/selection-im-steered \
+        benchmarks/results/selection-dann-rungs-1-4 --methods dann
+
+For every search (pair, method, seed) that both folders of ``benchmarks/selection.py`` hold:
+the epochs it ran (its points), its wall time, its best oracle point, and the oracle accuracy
+and regret of the pick of ``--select`` (the shipped selector by default). Then the means, and in
+how many searches the second run's pick was better or worse. No search is run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from raydm import metrics as m
+from raydm.analysis import criterion_table
+from raydm.layout import TRIAL_ID
+
+
+def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
+    rows = []
+    for path in sorted(folder.glob("*-seed[0-9].csv")):
+        pair, method, seed = re.fullmatch(r"(\w+?)-(\w+)-seed(\d)", path.stem).groups()
+        if method not in methods:
+            continue
+        points = pd.read_csv(path, dtype={TRIAL_ID: str})
+        (row,) = criterion_table(points, [select])  # the pick as raydm makes it
+        best = points[m.TARGET_ACC].max()
+        rows.append(
+            {
+                "pair": pair,
+                "method": method,
+                "seed": int(seed),
+                "epochs": len(points),
+                "wall_s": points["search_wall_s"].iloc[0],
+                "best": best,
+                "pick": row["picked_oracle_acc"],
+                "regret": best - row["picked_oracle_acc"],
+            }
+        )
+    return pd.DataFrame(rows).set_index(["pair", "method", "seed"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--methods", nargs="+", default=["dann", "cgdm"])
+    parser.add_argument("--select", default=m.IM)
+    args = parser.parse_args()
+    before, after = (summary(f, args.methods, args.select) for f in (args.before, args.after))
+    both = before.add_suffix("_before").join(after.add_suffix("_after"), how="inner")
+    columns = ["epochs", "wall_s", "best", "pick", "regret"]
+    print("| pair | method | seed | " + " | ".join(f"{c}: before, after" for c in columns) + " |")
+    print("|---|---|---|" + "---|" * len(columns))
+    for (pair, method, seed), row in both.iterrows():
+        cells = [_pair(row, c) for c in columns]
+        print(f"| {pair} | {method} | {seed} | " + " | ".join(cells) + " |")
+    means = both.mean()
+    print(f"| mean of {len(both)} | | | " + " | ".join(_pair(means, c) for c in columns) + " |")
+    gain = both["pick_after"] - both["pick_before"]
+    print(
+        f"\nthe pick ({args.select}): better in {int((gain > 1e-9).sum())}, worse in "
+        f"{int((gain < -1e-9).sum())} of {len(both)} searches; epochs run: "
+        f"{both['epochs_after'].sum() / both['epochs_before'].sum():.2f}x, wall time: "
+        f"{both['wall_s_after'].sum() / both['wall_s_before'].sum():.2f}x"
+    )
+
+
+def _pair(row: pd.Series, column: str) -> str:
+    before, after = row[f"{column}_before"], row[f"{column}_after"]
+    if column in ("epochs", "wall_s"):
+        return f"{before:.0f}, {after:.0f}"
+    return f"{before:.3f}, {after:.3f}"
+
+
+if __name__ == "__main__":
+    main()
