@@ -5,9 +5,10 @@ steers TPE and ASHA while the search runs; ``search.select`` (by default the sam
 chooses among the candidates afterwards:
 
 - a reported metric: the point where it is best, over every epoch of every trial;
-- ``ensv`` (EnsV, Hu et al., NeurIPS 2024): the point whose target predictions agree most with
-  the ensemble of all candidates (``raydm.validators.ensemble_agreement``). It needs each
-  point's softmax on the validation target subset, which every checkpoint keeps.
+- ``ensv`` (EnsV: Hu et al., NeurIPS 2024 Datasets and Benchmarks; code LHXXHB/EnsV): the
+  point whose target predictions agree most with the ensemble of all candidates
+  (``ensemble_agreement``). It needs each point's softmax on the validation target subset,
+  which every checkpoint keeps.
 
 Ties go to the first point in the order given (the search's ranking, then epoch order).
 """
@@ -24,7 +25,6 @@ import torch
 
 from raydm import metrics as m
 from raydm.layout import SOFTMAX_FILE, TRIAL_ID
-from raydm.validators import ensemble_agreement
 
 Point = tuple[str, int]  # (trial id, epoch)
 RANK_VALUE = "value"  # the selector's value in a ranking
@@ -84,6 +84,24 @@ def by_metric(points: pd.DataFrame, metric: str, mode: str | None = None) -> Pic
     """The point where ``metric`` is best (``mode``, by default its direction in
     ``m.SELECTABLE``); None when no point reported a finite value."""
     return first(ranking(points, metric, mode=mode), metric)
+
+
+def ensemble_agreement(probabilities: torch.Tensor) -> torch.Tensor:
+    """EnsV (Hu et al., NeurIPS 2024): each candidate's agreement with the candidates' ensemble.
+
+    ``probabilities`` is M x N x K: the softmax outputs of M candidate models on the same N
+    unlabelled target samples. The ensemble's pseudo-labels are the argmax of the candidates'
+    mean softmax; each candidate's score is the share of samples on which its own argmax gives
+    the same label. An outlier (a diverged or collapsed candidate) disagrees with the majority
+    and scores low, so the pick is never the worst of the lot.
+    """
+    p = torch.as_tensor(probabilities).detach().cpu().to(torch.float32)
+    if p.ndim != 3 or 0 in p.shape:
+        raise ValueError(
+            f"probabilities must be a non-empty M x N x K array, got shape {tuple(p.shape)}"
+        )
+    consensus = p.mean(0).argmax(1)
+    return (p.argmax(2) == consensus).to(torch.float64).mean(1)
 
 
 def ensv_scores(softmaxes: Mapping[Point, torch.Tensor]) -> dict[Point, float]:

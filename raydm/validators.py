@@ -26,24 +26,25 @@ Sources:
   normalised weights, as the pytorch-adapt library offers it.
 - MixVal: Hu et al., "Mixed samples as probes for unsupervised model selection in domain
   adaptation", NeurIPS 2023 (code: LHXXHB/MixVal).
-- EnsV: Hu et al., NeurIPS 2024 Datasets and Benchmarks (code: LHXXHB/EnsV).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import adjusted_mutual_info_score, log_loss
-from sklearn.model_selection import StratifiedKFold
 from torch import Tensor
 
 from raydm import metrics as m
+
+# scikit-learn (with scipy: about 0.8 s to import here) is imported by the costly validators
+# that use it. A search's driver imports this module through the trainable and uses none of
+# it, and its imports come before Ray starts.
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 EPS = 1e-12  # floor of a probability inside a logarithm
 # k-means restarts of ClassAMI: few enough to stay cheap each epoch, enough that one bad
@@ -159,6 +160,9 @@ def class_ami(features: Tensor, predictions: Tensor, num_classes: int, seed: int
     if len(labels) != x.shape[0]:
         raise ValueError(f"{len(labels)} predictions for {x.shape[0]} feature vectors")
     clusters = min(num_classes, torch.unique(x, dim=0).shape[0])
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_mutual_info_score
+
     if clusters == 1:
         cluster_ids = np.zeros(len(labels), dtype=np.int64)
     else:
@@ -192,6 +196,8 @@ def macro_accuracy(logits_or_predictions: Tensor, labels: Tensor, num_classes: i
 
 
 def _domain_classifier(warm_start: bool = False) -> LogisticRegression:
+    from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(class_weight="balanced", max_iter=1000, warm_start=warm_start)
 
 
@@ -212,6 +218,10 @@ def domain_log_ratio(
     probabilities to be right, not just its decisions). Log ratios are clipped at
     +-``MAX_LOG_RATIO``.
     """
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
     source = _matrix(source_features, "source_features").flatten(1).numpy()
     target = _matrix(target_features, "target_features").flatten(1).numpy()
     query = _matrix(query, "query").flatten(1).numpy()
@@ -355,24 +365,6 @@ class MixVal:
             m.MIXVAL_INTER: ice["inter"],
             m.MIXVAL: (ice["intra"] + ice["inter"]) / 2,
         }
-
-
-def ensemble_agreement(probabilities: Tensor) -> Tensor:
-    """EnsV (Hu et al., NeurIPS 2024): each candidate's agreement with the candidates' ensemble.
-
-    ``probabilities`` is M x N x K: the softmax outputs of M candidate models on the same N
-    unlabelled target samples. The ensemble's pseudo-labels are the argmax of the candidates'
-    mean softmax; each candidate's score is the share of samples on which its own argmax gives
-    the same label. An outlier (a diverged or collapsed candidate) disagrees with the majority
-    and scores low, so the pick is never the worst of the lot.
-    """
-    p = torch.as_tensor(probabilities).detach().cpu().to(torch.float32)
-    if p.ndim != 3 or 0 in p.shape:
-        raise ValueError(
-            f"probabilities must be a non-empty M x N x K array, got shape {tuple(p.shape)}"
-        )
-    consensus = p.mean(0).argmax(1)
-    return (p.argmax(2) == consensus).to(torch.float64).mean(1)
 
 
 def target_validators(

@@ -17,6 +17,14 @@ def test_the_ray_worker_imports_no_reporting_code():
         assert heavy not in loaded, heavy
 
 
+def test_a_search_driver_imports_no_scikit_learn_before_ray_starts():
+    # Its imports are on the way to the first trial; only the costly validators use it, in
+    # the trials. (selection.py is reached through progress and results.)
+    loaded = _loaded_by("raydm.tuning")
+    assert "raydm.validators" in loaded  # through the trainable: the check reaches it
+    assert "sklearn" not in loaded and "scipy" not in loaded
+
+
 def test_the_report_reads_an_experiment_without_ray():
     assert "ray" not in _loaded_by("raydm.report")
 

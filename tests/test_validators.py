@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from raydm import metrics as m
 from raydm import selection
 from raydm.correlation import rank_correlations
+from raydm.selection import ensemble_agreement
 from raydm.validators import (
     MixVal,
     batch_nuclear_norm,
     class_ami,
     domain_log_ratio,
-    ensemble_agreement,
     importance_weighted_scores,
     information_maximization,
     macro_accuracy,
