@@ -19,7 +19,7 @@ def test_the_ray_worker_imports_no_reporting_code():
 
 def test_a_search_driver_imports_no_scikit_learn_before_ray_starts():
     # Its imports are on the way to the first trial; only the costly validators use it, in
-    # the trials. (selection.py is reached through progress and results.)
+    # the trials.
     loaded = _loaded_by("raydm.tuning")
     assert "raydm.validators" in loaded  # through the trainable: the check reaches it
     assert "sklearn" not in loaded and "scipy" not in loaded
