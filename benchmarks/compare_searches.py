@@ -12,10 +12,10 @@ how many searches the second run's pick was better or worse. No search is run.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import pandas as pd
+from selection import saved_searches
 
 from raydm import metrics as m
 from raydm.analysis import criterion_table
@@ -24,8 +24,7 @@ from raydm.layout import TRIAL_ID
 
 def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
     rows = []
-    for path in sorted(folder.glob("*-seed[0-9].csv")):
-        pair, method, seed = re.fullmatch(r"(\w+?)-(\w+)-seed(\d)", path.stem).groups()
+    for (pair, method, seed), path in saved_searches(folder).items():
         if method not in methods:
             continue
         points = pd.read_csv(path, dtype={TRIAL_ID: str})
@@ -35,7 +34,7 @@ def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
             {
                 "pair": pair,
                 "method": method,
-                "seed": int(seed),
+                "seed": seed,
                 "epochs": len(points),
                 "wall_s": points["search_wall_s"].iloc[0],
                 "best": best,

@@ -79,6 +79,15 @@ def _points_file(out: Path, pair: str, method: str, seed: int) -> Path:
     return out / f"{pair}-{method}-seed{seed}.csv"
 
 
+def saved_searches(out: Path) -> dict[tuple[str, str, int], Path]:
+    """Every search whose points are saved under ``out``: (pair, method, seed) -> its file."""
+    searches = {}
+    for path in sorted(out.glob("*-seed[0-9].csv")):
+        pair, method, seed = path.stem.split("-")  # the names of _points_file
+        searches[pair, method, int(seed.removeprefix("seed"))] = path
+    return searches
+
+
 def _search(pair: str, method: str, seed: int, args) -> None:
     path = _points_file(args.out, pair, method, seed)
     if path.exists():
@@ -365,7 +374,7 @@ def analyse_noise_floor(adapted: pd.DataFrame, out: Path) -> None:
         test_size = len(load_domain_pair(config.data).target_test)
         floors = []
         for (method, seed), _ in group.groupby(["method", "seed"]):
-            points = pd.read_csv(_points_file(out, pair, method, seed), dtype={TRIAL_ID: str})
+            points = _read_points(out, pair, method, seed)
             floors.append(noise_floor(points[m.TARGET_ACC].to_numpy(), test_size))
         shipped, source_acc = (
             group.loc[group["criterion"] == name, "regret"].mean()

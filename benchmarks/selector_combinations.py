@@ -13,11 +13,11 @@ is run; nothing here is shipped unless BENCHMARKS.md says so.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from selection import BASELINE, saved_searches
 
 from raydm import metrics as m
 from raydm.layout import TRIAL_ID
@@ -83,9 +83,8 @@ RULES: dict[str, Rule] = {
 def regrets(folder: Path) -> pd.DataFrame:
     """One row per adapted search of ``folder`` and rule: the rule's regret."""
     rows = []
-    for path in sorted(folder.glob("*-seed[0-9].csv")):
-        pair, method, seed = re.fullmatch(r"(\w+?)-(\w+)-seed(\d)", path.stem).groups()
-        if method == "source_only":
+    for (pair, method, seed), path in saved_searches(folder).items():
+        if method == BASELINE:
             continue
         points = pd.read_csv(path, dtype={TRIAL_ID: str})
         best = points[m.TARGET_ACC].max()
