@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from raydm import metrics as m
 from raydm import selection
 from raydm.correlation import rank_correlations
-from raydm.selection import ensemble_agreement
 from raydm.validators import (
     MixVal,
     batch_nuclear_norm,
@@ -406,7 +405,7 @@ def test_ensemble_agreement_scores_an_outlier_candidate_lowest():
     a = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.6, 0.4]])
     b = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
     c = torch.tensor([[0.4, 0.6], [0.3, 0.7], [0.1, 0.9], [0.2, 0.8]])
-    scores = ensemble_agreement(torch.stack([a, b, c]))
+    scores = selection.ensemble_agreement(torch.stack([a, b, c]))
     assert scores.tolist() == pytest.approx([0.75, 1.0, 0.5])
 
 
@@ -427,7 +426,7 @@ def test_ensv_ranks_from_softmaxes_or_from_an_ensv_column_already_scored():
 
 def test_ensemble_agreement_rejects_a_flat_input():
     with pytest.raises(ValueError, match="M x N x K"):
-        ensemble_agreement(torch.rand(4, 2))
+        selection.ensemble_agreement(torch.rand(4, 2))
 
 
 def test_mixval_scores_only_its_first_samples():
