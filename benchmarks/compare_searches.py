@@ -4,8 +4,9 @@
         benchmarks/results/selection-dann-rungs-1-4 --methods dann
 
 For every search (pair, method, seed) that both folders of ``benchmarks/selection.py`` hold:
-the epochs it ran (its points), its wall time, its best oracle point, and the oracle accuracy
-and regret of the pick of ``--select`` (the shipped selector by default). Then the means, and in
+the epochs it ran (its points), its wall time, its best oracle point, and the pick of
+``--select`` (the shipped selector by default): its oracle accuracy, its trial's place in the
+order the trials started, and its regret. Then the means, and in
 how many searches the second run's pick was better or worse. No search is run.
 """
 
@@ -30,6 +31,8 @@ def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
         points = pd.read_csv(path, dtype={TRIAL_ID: str})
         (row,) = criterion_table(points, [select])  # the pick as raydm makes it
         best = points[m.TARGET_ACC].max()
+        # Trials in the order they first reported (two run at once: to about a trial).
+        started = points.groupby(TRIAL_ID)["timestamp"].min().rank(method="first")
         rows.append(
             {
                 "pair": pair,
@@ -39,6 +42,7 @@ def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
                 "wall_s": points["search_wall_s"].iloc[0],
                 "best": best,
                 "pick": row["picked_oracle_acc"],
+                "pick_trial": started[row["picked_trial"]],
                 "regret": best - row["picked_oracle_acc"],
             }
         )
@@ -54,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     before, after = (summary(f, args.methods, args.select) for f in (args.before, args.after))
     both = before.add_suffix("_before").join(after.add_suffix("_after"), how="inner")
-    columns = ["epochs", "wall_s", "best", "pick", "regret"]
+    columns = ["epochs", "wall_s", "best", "pick", "pick_trial", "regret"]
     print("| pair | method | seed | " + " | ".join(f"{c}: before, after" for c in columns) + " |")
     print("|---|---|---|" + "---|" * len(columns))
     for (pair, method, seed), row in both.iterrows():
@@ -73,7 +77,7 @@ def main() -> None:
 
 def _pair(row: pd.Series, column: str) -> str:
     before, after = row[f"{column}_before"], row[f"{column}_after"]
-    if column in ("epochs", "wall_s"):
+    if column in ("epochs", "wall_s", "pick_trial"):
         return f"{before:.0f}, {after:.0f}"
     return f"{before:.3f}, {after:.3f}"
 
