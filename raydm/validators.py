@@ -40,9 +40,9 @@ from torch import Tensor
 
 from raydm import metrics as m
 
-# scikit-learn (with scipy: about 0.8 s to import here) is imported by the costly validators
-# that use it. A search's driver imports this module through the trainable and uses none of
-# it, and its imports come before Ray starts.
+# scikit-learn is imported by the costly validators that use it: a search's driver imports
+# this module through the trainable and uses none of it, and importing it (with scipy) put
+# 0.6 s before Ray's start (BENCHMARKS.md, the driver without scikit-learn).
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
 
