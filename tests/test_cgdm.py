@@ -248,14 +248,14 @@ def test_step_c_gradient_discrepancy_term_moves_the_generator(digits_cgdm):
 
 
 def test_pseudo_labels_follow_the_schedule_and_survive_a_checkpoint(digits_cgdm):
-    method, *_ = digits_cgdm
+    method, inputs, *_ = digits_cgdm
     method.args = method.args.model_copy(update={"pseudo_label_every": 2})
     method.pseudo_labels = torch.empty(0, dtype=torch.int64)
     calls = []
 
     def batches():
         calls.append(1)
-        return [torch.randn(16, 1, 32, 32)]
+        return [torch.randn(16, *inputs.shape[1:])]
 
     assert method.start_epoch(0, batches) is None  # warm-up: the official code waits one epoch
     assert calls == []
@@ -272,8 +272,8 @@ def test_pseudo_labels_follow_the_schedule_and_survive_a_checkpoint(digits_cgdm)
 
 
 def test_confidence_threshold_marks_unsure_targets_unlabelled(digits_cgdm):
-    method, *_ = digits_cgdm
+    method, inputs, *_ = digits_cgdm
     method.args = method.args.model_copy(update={"threshold": 0.99})
     # Freshly initialised heads are unsure of everything.
-    labels = method.start_epoch(1, lambda: [torch.randn(16, 1, 32, 32)])
+    labels = method.start_epoch(1, lambda: [torch.randn(16, *inputs.shape[1:])])
     assert (labels == -1).all()
