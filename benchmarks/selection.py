@@ -97,6 +97,9 @@ def _search(pair: str, method: str, seed: int, args) -> None:
         f"data.root={args.root}",
         f"search.searcher.seed={seed}",
         f"train.seed={seed}",
+        # Every criterion where picks can fall, to compare them (the shipped spaces compute
+        # the costly ones only when a search ranks by them).
+        "search.costly_validators=rungs",
         *args.set,
     ]
     with tempfile.TemporaryDirectory() as storage:
@@ -299,12 +302,12 @@ def analyse_regret_sources(searches: dict[tuple, pd.DataFrame]) -> None:
 
 
 def analyse_costly_schedule(searches: dict[tuple, pd.DataFrame]) -> None:
-    """The costly validators' picks when a search computes them only where the shipped space
-    now does (``search.costly_validators: rungs``) against every epoch, on the same points:
+    """The costly validators' picks when a search computes them only where this benchmark's
+    searches do (``search.costly_validators: rungs``) against every epoch, on the same points:
     a validator's value does not depend on when it is computed."""
     rows = []
     for (_, method, _), points in searches.items():
-        config = load_config(SPACES / f"{method}.yaml")
+        config = load_config(SPACES / f"{method}.yaml", ["search.costly_validators=rungs"])
         computed = [
             epoch in config.costly_validator_epochs(planned)
             for epoch, planned in zip(points[m.EPOCH], points[m.EPOCHS_PLANNED], strict=True)

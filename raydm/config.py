@@ -156,11 +156,13 @@ class ExperimentConfig(Section):
 
     def costly_validator_epochs(self, last_epoch: int) -> frozenset[int] | None:
         """The epochs at which a trial of this search that ends at ``last_epoch`` computes the
-        costly validators (``m.COSTLY_VALIDATORS``); None: every epoch."""
+        costly validators (``m.COSTLY_VALIDATORS``); None: every epoch, empty: none."""
         search = self.search
         ranked_by = {search.metric, search.selector}
         if search.costly_validators == "every_epoch" or ranked_by & set(COSTLY_VALIDATORS):
             return None
+        if search.costly_validators == "ranked":
+            return frozenset()
         scheduler = search.scheduler
         rungs = scheduler.rungs(self.max_epochs()) if scheduler.type == "asha" else []
         # ASHA compares a trial at its first result at or past a rung's milestone.

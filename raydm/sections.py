@@ -212,12 +212,13 @@ class SearchConfig(Section):
         "its k best epochs by the final selector, or all; default: 1, or all with select: "
         f"{ENSV}, which ranks every epoch. The final pick is a kept checkpoint.",
     )
-    costly_validators: Literal["rungs", "every_epoch"] = Field(
-        "rungs",
-        description="rungs: SND, ClassAMI, MixVal, IWCV, DEV and DEVN are computed only at "
+    costly_validators: Literal["ranked", "rungs", "every_epoch"] = Field(
+        "ranked",
+        description="Where SND, ClassAMI, MixVal, IWCV, DEV and DEVN are computed. ranked: "
+        "only one the search ranks or selects by, at every epoch (no pick needs the others, and "
+        "they cost more than the rest of an epoch's evaluation); rungs: all of them at "
         "the epochs where ASHA compares trials and at each trial's last (under fifo: the "
-        "last); every_epoch: at every epoch. A validator the search ranks or selects by is "
-        "computed every epoch.",
+        "last); every_epoch: all of them at every epoch. The other epochs report them as nan.",
     )
     searcher: SearcherConfig = Field(default_factory=SearcherConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)

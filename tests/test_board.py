@@ -32,7 +32,7 @@ def test_board_and_report_show_every_trial(tmp_path, write_space, ray_session):
             tmp_path / "data",
             """
 train: {epochs: 2, iters_per_epoch: 5}
-search: {num_samples: 2, scheduler: {type: fifo}}
+search: {num_samples: 2, scheduler: {type: fifo}, costly_validators: rungs}
 params: {train.lr: {loguniform: [1.0e-3, 1.0e-1]}}
 """,
         )

@@ -220,29 +220,37 @@ def test_each_trial_keeps_the_checkpoints_the_final_pick_ranks(search, per_trial
 @pytest.mark.parametrize(
     "settings, last_epoch, epochs",
     [
+        ([], 8, frozenset()),  # the shipped dann.yaml ranks and selects by IM: none at all
         # dann.yaml: ASHA with grace 1 and factor 4 over 8 epochs compares at 1, 4 and 8.
-        ([], 8, {1, 4, 8}),
-        ([], 5, {1, 4, 5, 8}),  # a trial with fewer planned epochs ends at its own last
+        (["search.costly_validators=rungs"], 8, {1, 4, 8}),
+        # A trial with fewer planned epochs ends at its own last.
+        (["search.costly_validators=rungs"], 5, {1, 4, 5, 8}),
         (
-            ["search.scheduler.grace_period=2", "search.scheduler.reduction_factor=3"],
+            [
+                "search.costly_validators=rungs",
+                "search.scheduler.grace_period=2",
+                "search.scheduler.reduction_factor=3",
+            ],
             8,
             {2, 6, 8},
         ),  # 2 x 3 = 6
         (
-            ["search.scheduler.reduction_factor=2.5", "search.scheduler.grace_period=1"],
+            [
+                "search.costly_validators=rungs",
+                "search.scheduler.reduction_factor=2.5",
+                "search.scheduler.grace_period=1",
+            ],
             8,
             {1, 3, 7, 8},
         ),  # milestones 1, 2.5, 6.25: compared at the first epoch past each
-        (["search.scheduler.type=fifo"], 8, {8}),
+        (["search.costly_validators=rungs", "search.scheduler.type=fifo"], 8, {8}),
         (["search.costly_validators=every_epoch"], 8, None),
         (["search.metric=val/snd"], 8, None),  # what steers ASHA and TPE is there every epoch
         (["search.select=val/class_ami"], 8, None),  # and so is what the final pick ranks by
-        (["search.select=val/im"], 8, {1, 4, 8}),
+        (["search.costly_validators=rungs", "search.select=val/im"], 8, {1, 4, 8}),
     ],
 )
-def test_costly_validators_are_computed_where_asha_compares_and_trials_end(
-    settings, last_epoch, epochs
-):
+def test_where_the_costly_validators_are_computed(settings, last_epoch, epochs):
     config = load_config(SPACES / "dann.yaml", settings)
     assert config.costly_validator_epochs(last_epoch) == epochs
 
