@@ -123,7 +123,7 @@ class Evaluation:
         # Only the target's inputs are used here: its labels never reach a validator. The
         # same seed each epoch pairs the same inputs for MixVal, so its epochs are comparable.
         mixval = validators.MixVal(seed=self.mixval_seed) if costly else None
-        unlabelled = scored(self.validation_targets, mixval=mixval)
+        unlabelled = scored(self.validation_targets, keep_features=costly, mixval=mixval)
         probabilities = unlabelled.logits.softmax(1)
         val_losses = val.losses()
         metrics = {

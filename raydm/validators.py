@@ -368,14 +368,18 @@ class MixVal:
 
 
 def target_validators(
-    probabilities: Tensor, features: Tensor, num_classes: int, seed: int = 0, costly: bool = True
+    probabilities: Tensor,
+    features: Tensor | None,
+    num_classes: int,
+    seed: int = 0,
+    costly: bool = True,
 ) -> dict[str, float]:
     """The label-free target validators of one model, keyed by their ``raydm.metrics`` names:
     all of them, or without SND and ClassAMI (``costly`` False).
 
     ``probabilities`` are the N x K softmax outputs and ``features`` the N x D backbone
-    features of the same unlabelled target samples; ClassAMI compares the features' clusters
-    with the predictions ``probabilities.argmax(1)``.
+    features of the same unlabelled target samples (needed only when ``costly``); ClassAMI
+    compares the features' clusters with the predictions ``probabilities.argmax(1)``.
     """
     scores = {
         m.NEG_ENTROPY: neg_entropy(probabilities),
