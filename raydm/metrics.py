@@ -48,8 +48,8 @@ VALIDATORS = (
 # The validators whose cost is more than a look at the softmax (SND's pairwise similarities,
 # ClassAMI's k-means, MixVal's mixed forward passes, the importance-weighted ones' pass over
 # source training images and cross-validated domain classifier): by default a search computes
-# them only at the epochs where ASHA compares trials and where trials end
-# (search.costly_validators); the regret benchmark measured their picks there (BENCHMARKS.md).
+# one only when it ranks or selects by it (search.costly_validators); the regret benchmark
+# computes them all where ASHA compares trials and where trials end (BENCHMARKS.md).
 COSTLY_VALIDATORS = (SND, CLASS_AMI, MIXVAL_INTRA, MIXVAL_INTER, MIXVAL, IWCV, DEV, DEVN)
 TARGET_ACC = "oracle/target_acc"
 PSEUDO_LABEL_ACC = "oracle/pseudo_label_acc"
