@@ -72,6 +72,8 @@ def test_a_trial_with_no_costly_validator_to_compute_never_imports_scikit_learn(
     # Only the costly validators use it (ClassAMI's k-means, the importance-weighted domain
     # classifier): a trial of the shipped spaces, which rank by none, skips its import (1-1.5 s
     # of a trial process's first epoch on 2 cores).
+    import torch
+
     from raydm.config import load_config
     from raydm.data.pair import load_domain_pair
 
@@ -79,8 +81,6 @@ def test_a_trial_with_no_costly_validator_to_compute_never_imports_scikit_learn(
     overrides = [f"data.root={tmp_path}", "params={}", "train.epochs=2", "train.iters_per_epoch=2"]
     config = load_config(root / "search_spaces" / "moons.yaml", overrides)
     saved = tmp_path / "pair.pt"
-    import torch
-
     torch.save(load_domain_pair(config.data), saved)  # moons are made by scikit-learn
     code = f"""
 import sys, torch
