@@ -176,6 +176,14 @@ class SchedulerConfig(Section):
     time_attr: Literal["training_iteration", "epoch"] = Field(
         "training_iteration", description="What ASHA counts (one per reported epoch)."
     )
+    cutoff: Literal["rank", "quantile"] = Field(
+        "rank",
+        description="rank (Optuna's SuccessiveHalvingPruner, ASHA's count in Li et al. 2020): a "
+        "trial goes on at a rung only if it is among the best n/reduction_factor of the n "
+        "trials there, itself included, and the best while fewer than reduction_factor are; "
+        "quantile (Ray's ASHA): if its value reaches the (1 - 1/reduction_factor) quantile of "
+        "the trials already there, which lets the second of three through.",
+    )
 
     def rungs(self, max_t: int) -> list[float]:
         """The epochs at which ASHA compares trials (where Ray's ASHAScheduler puts its

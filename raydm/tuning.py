@@ -7,7 +7,6 @@ search's metric and mode; ``TuneConfig`` gets the same two, for the scheduler an
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import signal
@@ -19,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 import ray
 from ray import tune
-from ray.tune.experiment import Trial
 from ray.tune.result import TRAINING_ITERATION
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from raydm import metrics as m
@@ -34,7 +30,6 @@ from raydm.data.pair import IndexedPair, index_domain_pair
 from raydm.layout import (
     BEST_FILE,
     PICK_FILE,
-    PROGRESS_FILE,
     RESULTS_FILE,
     SPACE_FILE,
     STUDY_FILE,
@@ -49,6 +44,7 @@ from raydm.results import (
     trial_status,
     write_results,
 )
+from raydm.schedulers import build_scheduler
 from raydm.search_space import optuna_space
 from raydm.trainable import train_trial
 
@@ -125,62 +121,6 @@ def build_searcher(
         storage=storage,
         # Ray's OptunaSearch loads an existing study of the same name: one name per experiment.
         study_name=study_name,
-    )
-
-
-class ResumableASHA(ASHAScheduler):
-    """ASHA whose rungs survive ``--resume``.
-
-    Tune saves neither the scheduler nor its rungs with the search state: a restored search
-    gets the ASHA it started with, empty, and judges a trial resumed past a rung at its next
-    epoch against only the values reported since the resume. Here each restored trial's
-    reports are replayed from its progress file, so the rungs hold what they held; a stop
-    decided on a trial's last report, lost to the interruption, is carried out at its next one.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stop_at_next_report: set[str] = set()
-
-    def on_trial_add(self, tune_controller, trial: Trial) -> None:
-        super().on_trial_add(tune_controller, trial)
-        if not trial.run_metadata.last_result:
-            return  # a new trial: nothing reported yet
-        decision = TrialScheduler.CONTINUE
-        for result in _reported(trial):
-            decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and trial.status != Trial.TERMINATED:
-            self._stop_at_next_report.add(trial.trial_id)
-
-    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
-        if trial.trial_id in self._stop_at_next_report:
-            self._stop_at_next_report.discard(trial.trial_id)
-            return TrialScheduler.STOP
-        return super().on_trial_result(tune_controller, trial, result)
-
-
-def _reported(trial: Trial) -> list[dict[str, Any]]:
-    """The results ``trial`` reported before the search was interrupted, from its progress
-    file on the search's storage (where a resume reads the search state from); a result keeps
-    only the keys it had (Tune writes the others blank)."""
-    path = f"{trial.storage.trial_fs_path}/{PROGRESS_FILE}"
-    try:
-        with trial.storage.storage_filesystem.open_input_stream(path) as stream:
-            rows = pd.read_csv(io.BytesIO(stream.readall()))
-    except (OSError, pd.errors.EmptyDataError):
-        return []
-    return [row.dropna().to_dict() for _, row in rows.iterrows()]
-
-
-def build_scheduler(config: ExperimentConfig):
-    scheduler = config.search.scheduler
-    if scheduler.type == "fifo":
-        return FIFOScheduler()
-    return ResumableASHA(
-        time_attr=scheduler.time_attr,
-        max_t=config.max_epochs(),
-        grace_period=min(scheduler.grace_period, config.max_epochs()),
-        reduction_factor=scheduler.reduction_factor,
     )
 
 

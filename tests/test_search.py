@@ -420,11 +420,17 @@ def _restored_trial(directory, trial_id: str, status: str, values: list[float]):
 def test_a_resumed_asha_search_keeps_its_rungs_and_a_stop_the_interruption_lost(tmp_path):
     from ray.tune.schedulers import TrialScheduler
 
-    from raydm.tuning import ResumableASHA
+    from raydm.schedulers import ResumableASHA
 
     def asha() -> ResumableASHA:
+        # Ray's quantile cut-off, whose values below move with every value a rung holds.
         return ResumableASHA(
-            metric=m.SOURCE_VAL_ACC, mode="max", max_t=4, grace_period=1, reduction_factor=2
+            metric=m.SOURCE_VAL_ACC,
+            mode="max",
+            max_t=4,
+            grace_period=1,
+            reduction_factor=2,
+            cutoff="quantile",
         )
 
     resumed, fresh = asha(), asha()
@@ -457,3 +463,44 @@ def test_a_resumed_asha_search_keeps_its_rungs_and_a_stop_the_interruption_lost(
     resumed.on_trial_add(None, later)
     at_rung_1_again = {m.SOURCE_VAL_ACC: 0.7, "training_iteration": 1}
     assert resumed.on_trial_result(None, later, at_rung_1_again) == TrialScheduler.STOP
+
+
+def _decisions(cutoff: str, values: list[float], reduction_factor: float = 4) -> list[str]:
+    """CONTINUE or STOP for trials reaching ASHA's first rung (epoch 1) with ``values``, in
+    that order, under the scheduler built from a config with ``search.scheduler.cutoff``."""
+    from types import SimpleNamespace
+
+    from raydm.schedulers import build_scheduler
+
+    config = load_config(
+        SPACES / "moons.yaml",
+        [
+            "train.epochs=8",
+            "search.scheduler.type=asha",
+            "search.scheduler.grace_period=1",
+            f"search.scheduler.reduction_factor={reduction_factor}",
+            f"search.scheduler.cutoff={cutoff}",
+        ],
+    )
+    scheduler = build_scheduler(config)
+    scheduler.set_search_properties(m.SOURCE_VAL_ACC, "max")
+    decisions = []
+    for number, value in enumerate(values):
+        trial = SimpleNamespace(trial_id=f"t{number}", run_metadata=SimpleNamespace(last_result={}))
+        scheduler.on_trial_add(None, trial)
+        result = {m.SOURCE_VAL_ACC: value, "training_iteration": 1}
+        decisions.append(scheduler.on_trial_result(None, trial, result))
+    return decisions
+
+
+def test_asha_rank_cutoff_keeps_the_best_quarter_of_a_rung_counting_the_newcomer():
+    from ray.tune.schedulers import TrialScheduler
+
+    go, stop = TrialScheduler.CONTINUE, TrialScheduler.STOP
+    values = [0.50, 0.70, 0.60, 0.655, 0.66, 0.55, 0.40, 0.69, 0.68]
+    # rank: the n-th arrival goes on only if among the best max(1, n // 4) of the n values:
+    # the best of 1, 2, ..., 7; of 8, the best 2 (0.70 and 0.69); of 9, the best 2 again.
+    assert _decisions("rank", values) == [go, go, stop, stop, stop, stop, stop, go, stop]
+    # Ray's quantile: at least the 75th percentile of the earlier values, interpolated: 0.655
+    # passes that of [0.50, 0.70, 0.60] (0.65), and 0.68 that of the eight before (0.6675).
+    assert _decisions("quantile", values) == [go, go, stop, go, stop, stop, stop, go, go]
