@@ -465,7 +465,7 @@ def test_a_resumed_asha_search_keeps_its_rungs_and_a_stop_the_interruption_lost(
     assert resumed.on_trial_result(None, later, at_rung_1_again) == TrialScheduler.STOP
 
 
-def _decisions(cutoff: str, values: list[float], reduction_factor: float = 4) -> list[str]:
+def _decisions(cutoff: str | None, values: list[float], reduction_factor: float = 4) -> list[str]:
     """CONTINUE or STOP for trials reaching ASHA's first rung (epoch 1) with ``values``, in
     that order, under the scheduler built from a config with ``search.scheduler.cutoff``."""
     from types import SimpleNamespace
@@ -479,7 +479,7 @@ def _decisions(cutoff: str, values: list[float], reduction_factor: float = 4) ->
             "search.scheduler.type=asha",
             "search.scheduler.grace_period=1",
             f"search.scheduler.reduction_factor={reduction_factor}",
-            f"search.scheduler.cutoff={cutoff}",
+            *([f"search.scheduler.cutoff={cutoff}"] if cutoff else []),
         ],
     )
     scheduler = build_scheduler(config)
@@ -501,6 +501,7 @@ def test_asha_rank_cutoff_keeps_the_best_quarter_of_a_rung_counting_the_newcomer
     # rank: the n-th arrival goes on only if among the best max(1, n // 4) of the n values:
     # the best of 1, 2, ..., 7; of 8, the best 2 (0.70 and 0.69); of 9, the best 2 again.
     assert _decisions("rank", values) == [go, go, stop, stop, stop, stop, stop, go, stop]
+    assert _decisions(None, values) == _decisions("rank", values)  # the default
     # Ray's quantile: at least the 75th percentile of the earlier values, interpolated: 0.655
     # passes that of [0.50, 0.70, 0.60] (0.65), and 0.68 that of the eight before (0.6675).
     assert _decisions("quantile", values) == [go, go, stop, go, stop, stop, stop, go, go]
