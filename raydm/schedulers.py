@@ -26,18 +26,22 @@ class ResumableASHA(ASHAScheduler):
     decided on a trial's last report, lost to the interruption, is carried out at its next one.
     """
 
-    def __init__(self, *args: Any, cutoff: str = "rank", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        *,
+        grace_period: int,
+        max_t: int,
+        reduction_factor: float,
+        cutoff: str = "rank",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            grace_period=grace_period, max_t=max_t, reduction_factor=reduction_factor, **kwargs
+        )
         self._stop_at_next_report: set[str] = set()
-        if cutoff == "rank":  # the same rungs as Ray's brackets (Ray is pinned to 2.60)
+        if cutoff == "rank":  # Ray's rungs, cut by rank (Ray is pinned to 2.60)
             self._brackets = [
-                RankCutoffBracket(
-                    kwargs["grace_period"],
-                    kwargs["max_t"],
-                    kwargs["reduction_factor"],
-                    s,
-                    self._stop_last_trials,
-                )
+                RankCutoffBracket(grace_period, max_t, reduction_factor, s, self._stop_last_trials)
                 for s in range(len(self._brackets))
             ]
 
@@ -59,10 +63,11 @@ class ResumableASHA(ASHAScheduler):
 
 
 class RankCutoffBracket(_Bracket):
-    """Successive halving's rule as Optuna's pruner and Li et al.'s ASHA count it: of the n
-    trials that reached a rung, the newcomer included, the best floor(n / reduction_factor)
-    go on, and at least the best one. Ray's own cutoff, the (1 - 1/reduction_factor) quantile
-    of the trials already there, lets the second of three through."""
+    """Successive halving's cut as Optuna's pruner makes it: of the n trials that reached a
+    rung, the newcomer included, the best floor(n / reduction_factor) go on (the top of a rung
+    that Li et al. 2020's ASHA promotes), and at least the best one, since a stopped trial cannot
+    wait for more to arrive. Ray's own cut-off, the (1 - 1/reduction_factor) quantile of the
+    trials already there, lets the second of three through."""
 
     def cutoff(self, recorded: dict[str, float]) -> float | None:
         values = sorted((v for v in recorded.values() if not math.isnan(v)), reverse=True)

@@ -178,9 +178,9 @@ class SchedulerConfig(Section):
     )
     cutoff: Literal["rank", "quantile"] = Field(
         "rank",
-        description="rank (Optuna's SuccessiveHalvingPruner, ASHA's count in Li et al. 2020): a "
-        "trial goes on at a rung only if it is among the best n/reduction_factor of the n "
-        "trials there, itself included, and the best while fewer than reduction_factor are; "
+        description="rank (Optuna's SuccessiveHalvingPruner): a trial goes on at a rung only if "
+        "it is among the best n/reduction_factor of the n trials there, itself included, and "
+        "the best while fewer than reduction_factor are; "
         "quantile (Ray's ASHA): if its value reaches the (1 - 1/reduction_factor) quantile of "
         "the trials already there, which lets the second of three through.",
     )

@@ -465,9 +465,10 @@ def test_a_resumed_asha_search_keeps_its_rungs_and_a_stop_the_interruption_lost(
     assert resumed.on_trial_result(None, later, at_rung_1_again) == TrialScheduler.STOP
 
 
-def _decisions(cutoff: str | None, values: list[float], reduction_factor: float = 4) -> list[str]:
-    """CONTINUE or STOP for trials reaching ASHA's first rung (epoch 1) with ``values``, in
-    that order, under the scheduler built from a config with ``search.scheduler.cutoff``."""
+def _decisions(cutoff: str | None, values: list[float]) -> list[str]:
+    """CONTINUE or STOP for trials reaching ASHA's first rung (epoch 1, reduction factor 4)
+    with ``values``, in that order, under the scheduler built from a config with
+    ``search.scheduler.cutoff`` (None: the default)."""
     from types import SimpleNamespace
 
     from raydm.schedulers import build_scheduler
@@ -478,7 +479,7 @@ def _decisions(cutoff: str | None, values: list[float], reduction_factor: float 
             "train.epochs=8",
             "search.scheduler.type=asha",
             "search.scheduler.grace_period=1",
-            f"search.scheduler.reduction_factor={reduction_factor}",
+            "search.scheduler.reduction_factor=4",
             *([f"search.scheduler.cutoff={cutoff}"] if cutoff else []),
         ],
     )
