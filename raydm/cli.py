@@ -166,9 +166,10 @@ def tune(space, overrides, name, storage_path, address, resume, force_resume, dr
     help="Train with this many seeds (train.seed, +1, ...) and report mean and sd.",
 )
 def train(config_path, overrides, seeds) -> None:
-    """Train one configuration without a search and print its metrics each epoch; with
-    --seeds N, train it N times and print every final metric's mean and standard deviation
-    (the honest way to report a selected configuration).
+    """Train one configuration without a search and print its metrics each epoch, on
+    resources.cpu threads as a search's trial (so a best.yaml repeats its trial's figures on
+    the same machine); with --seeds N, train it N times and print every final metric's mean
+    and standard deviation (the honest way to report a selected configuration).
 
     \b
     Examples:
@@ -193,6 +194,7 @@ def train(config_path, overrides, seeds) -> None:
         fail(f"{config_path}: {err}", USAGE_ERROR)
 
     runs = []
+    engine.use_threads_of(config)
     for offset in range(seeds):
         seed = config.train.seed + offset
         run_config = config.with_values({"train.seed": seed})

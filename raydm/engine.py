@@ -46,6 +46,13 @@ def learning_rate(progress: float, lr: float, schedule: str, alpha: float, beta:
     return lr / (1.0 + alpha * progress) ** beta
 
 
+def use_threads_of(config: ExperimentConfig) -> None:
+    """Run torch's CPU ops on ``resources.cpu`` threads, as a search's trial does. A CPU op
+    splits its sums by thread, so another count changes the floats, and adversarial training
+    carries the change on: a rerun on the trial's count repeats the trial's numbers."""
+    torch.set_num_threads(max(1, int(config.resources.cpu)))
+
+
 def choose_device(wants_gpu: bool) -> torch.device:
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 

@@ -34,7 +34,7 @@ def train_trial(
 ) -> None:
     config = base.fixed(sampled_values(base.params, sampled))
     # Torch would otherwise start one thread per core in every trial and oversubscribe them.
-    torch.set_num_threads(max(1, int(config.resources.cpu)))
+    engine.use_threads_of(config)
     gpu = config.resources.gpu
     if 0 < gpu < 1 and torch.cuda.is_available():
         # Ray packs trials on a GPU without isolating its memory: cap each at its share so

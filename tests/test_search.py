@@ -10,12 +10,15 @@ import ray
 import torch
 from click.testing import CliRunner
 
+from raydm import engine
 from raydm import metrics as m
 from raydm.analysis import scored_points
 from raydm.cli import main
 from raydm.cluster import available_cpus, visible_gpus
 from raydm.config import load_config
+from raydm.data.pair import load_domain_pair
 from raydm.experiment import load_experiment
+from raydm.layout import CONFIG_FILE
 from raydm.results import _relative
 from raydm.search_space import Choice, IntRange, optuna_space, sampled_values
 from raydm.trainable import checkpoint_score
@@ -234,11 +237,51 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_se
     assert f"the checkpoint {top['checkpoint']}" in (experiment / "best.yaml").read_text()
     assert f"selected model: {experiment / top['checkpoint']}" in result.output
 
+    # The last trial to start ran in a process that earlier trials had used; trained afresh
+    # here, on the trial's thread count, its config gives the trial's every figure to the bit:
+    # nothing of an earlier trial leaks into a reused process.
+    started = histories.groupby("trial_id")["timestamp"].min()
+    (last_dir,) = experiment.glob(f"train_trial_{started.idxmax()}*")
+    last_config = load_config(next(last_dir.glob("checkpoint_*")) / CONFIG_FILE)
+    engine.use_threads_of(last_config)
+    fresh = {}
+    engine.fit(
+        last_config,
+        load_domain_pair(last_config.data),
+        on_epoch=lambda epoch, metrics, state: fresh.update({epoch: metrics}),
+    )
+    _assert_reported(histories[histories["trial_id"] == started.idxmax()], fresh, exact=True)
+
     ray.shutdown()
     rerun = CliRunner().invoke(main, ["train", "--config", str(experiment / "best.yaml")])
     assert rerun.exit_code == 0, rerun.output
     assert "epoch 4/4" in rerun.output
-    assert "oracle/target_acc" in rerun.output
+    # The rerun repeats the picked trial's figures as far as the trial ran (to the 4 decimals
+    # it prints).
+    printed = {
+        int(line.split()[1].split("/")[0]): {
+            name: float(value) for name, value in (part.split("=") for part in line.split()[2:])
+        }
+        for line in rerun.output.splitlines()
+        if line.startswith("epoch ")
+    }
+    _assert_reported(histories[histories["trial_id"] == top["trial_id"]], printed, exact=False)
+
+
+def _assert_reported(history, metrics_by_epoch: dict, exact: bool) -> None:
+    """Every finite metric ``history`` (one trial's rows) reported is in ``metrics_by_epoch``,
+    to the bit or to the 4 decimals ``raydm train`` prints."""
+    compared = 0
+    for _, row in history.iterrows():
+        metrics = metrics_by_epoch[int(row[m.EPOCH])]
+        for name in (*m.VALIDATORS, m.SOURCE_VAL_LOSS, m.TARGET_ACC, m.TRAIN_LOSS):
+            if name in metrics and math.isfinite(row[name]):
+                if exact:
+                    assert metrics[name] == row[name], name
+                else:
+                    assert metrics[name] == pytest.approx(row[name], rel=0, abs=5.1e-5), name
+                compared += 1
+    assert compared >= 3 * len(history), compared
 
 
 def test_gpu_request_on_a_cluster_without_gpus_runs_on_cpu_and_says_so(monkeypatch):
