@@ -13,6 +13,7 @@ how many searches the second run's pick was better or worse. No search is run.
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,10 @@ from selection import saved_searches
 from raydm import metrics as m
 from raydm.analysis import criterion_table
 from raydm.layout import TRIAL_ID
+
+# The shipped spaces' TPE start-up trials: both runs draw the same configurations for them,
+# whatever the trials reported, so their first epochs can be compared between runs.
+STARTUP_TRIALS = 4
 
 
 def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
@@ -33,6 +38,8 @@ def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
         best = points[m.TARGET_ACC].max()
         # Trials in the order they first reported (two run at once: to about a trial).
         started = points.groupby(TRIAL_ID)["timestamp"].min().rank(method="first")
+        first_epoch = points[points[m.EPOCH] == 1].set_index(TRIAL_ID)[m.TRAIN_LOSS]
+        startup_losses = sorted(first_epoch[started[started <= STARTUP_TRIALS].index])
         rows.append(
             {
                 "pair": pair,
@@ -44,6 +51,7 @@ def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
                 "pick": row["picked_oracle_acc"],
                 "pick_trial": started[row["picked_trial"]],
                 "regret": best - row["picked_oracle_acc"],
+                "startup_losses": startup_losses,
             }
         )
     return pd.DataFrame(rows).set_index(["pair", "method", "seed"])
@@ -64,7 +72,7 @@ def main() -> None:
     for (pair, method, seed), row in both.iterrows():
         cells = [_pair(row, c) for c in columns]
         print(f"| {pair} | {method} | {seed} | " + " | ".join(cells) + " |")
-    means = both.mean()
+    means = both.drop(columns=["startup_losses_before", "startup_losses_after"]).mean()
     print(f"| mean of {len(both)} | | | " + " | ".join(_pair(means, c) for c in columns) + " |")
     gain = both["pick_after"] - both["pick_before"]
     print(
@@ -72,6 +80,24 @@ def main() -> None:
         f"{int((gain < -1e-9).sum())} of {len(both)} searches; epochs run: "
         f"{both['epochs_after'].sum() / both['epochs_before'].sum():.2f}x, wall time: "
         f"{both['wall_s_after'].sum() / both['wall_s_before'].sum():.2f}x"
+    )
+    print(_first_epochs_compared(both))
+
+
+def _first_epochs_compared(both: pd.DataFrame) -> str:
+    """Whether the two runs trained the start-up trials to the same floats: each first-epoch
+    training loss of the first run against the nearest of the second's in the same search."""
+    same, differences = 0, []
+    pairs = zip(both["startup_losses_before"], both["startup_losses_after"], strict=True)
+    for before, after in pairs:
+        for loss in before:
+            nearest = min(after, key=lambda other: abs(other - loss))
+            same += nearest == loss
+            differences.append(abs(nearest - loss) / loss)
+    return (
+        f"the start-up trials' first-epoch training loss: equal to the bit in {same} of "
+        f"{len(differences)}; relative difference median {statistics.median(differences):.1e}, "
+        f"max {max(differences):.1e}"
     )
 
 
