@@ -83,6 +83,14 @@ def write_space(tmp_path):
 
 
 @pytest.fixture
+def keep_torch_threads():
+    """Give torch back the thread count it had, for a test whose code sets its own."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def ray_session():
     """A local Ray on loopback with this machine's 2 cores, shut down after the test."""
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")

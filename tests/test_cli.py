@@ -93,7 +93,9 @@ def test_dry_run_shows_the_search_and_starts_nothing(space):
     assert not ray.is_initialized()
 
 
-def test_train_runs_torch_on_the_configs_cpus_as_a_searchs_trial_does(data_root, monkeypatch):
+def test_train_runs_torch_on_the_configs_cpus_as_a_searchs_trial_does(
+    data_root, monkeypatch, keep_torch_threads
+):
     # Another thread count sums CPU ops in another order: a rerun of a best.yaml would drift
     # from the trial it repeats.
     threads_in_fit = []
@@ -104,17 +106,13 @@ def test_train_runs_torch_on_the_configs_cpus_as_a_searchs_trial_does(data_root,
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(engine, "fit", fit)
-    before = torch.get_num_threads()
     torch.set_num_threads(3)  # a fresh process starts one per core
     overrides = [f"data.root={data_root}", "params={}", "train.epochs=1", "train.iters_per_epoch=2"]
-    try:
-        for cpus in (1, 2):
-            result = CliRunner().invoke(
-                main,
-                ["train", "--config", str(SPACES / "moons.yaml"), "--set", f"resources.cpu={cpus}"]
-                + sum((["--set", o] for o in overrides), []),
-            )
-            assert result.exit_code == 0, result.output
-    finally:
-        torch.set_num_threads(before)
+    for cpus in (1, 2):
+        result = CliRunner().invoke(
+            main,
+            ["train", "--config", str(SPACES / "moons.yaml"), "--set", f"resources.cpu={cpus}"]
+            + sum((["--set", o] for o in overrides), []),
+        )
+        assert result.exit_code == 0, result.output
     assert threads_in_fit == [1, 2]

@@ -129,7 +129,9 @@ def test_failed_trial_is_told_as_failed():
 
 
 @pytest.mark.ray
-def test_tiny_search_writes_results_and_best_config_that_reruns(tmp_path, ray_session):
+def test_tiny_search_writes_results_and_best_config_that_reruns(
+    tmp_path, ray_session, keep_torch_threads
+):
     storage = tmp_path / "results"
     args = [
         "tune",
