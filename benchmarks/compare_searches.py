@@ -72,7 +72,7 @@ def main() -> None:
     for (pair, method, seed), row in both.iterrows():
         cells = [_pair(row, c) for c in columns]
         print(f"| {pair} | {method} | {seed} | " + " | ".join(cells) + " |")
-    means = both.drop(columns=["startup_losses_before", "startup_losses_after"]).mean()
+    means = both.mean(numeric_only=True)
     print(f"| mean of {len(both)} | | | " + " | ".join(_pair(means, c) for c in columns) + " |")
     gain = both["pick_after"] - both["pick_before"]
     print(

@@ -34,12 +34,9 @@ RECORDED = {
 
 
 @pytest.fixture
-def one_thread():
+def one_thread(keep_torch_threads):
     # A reduction's order, and so its rounding, depends on the number of threads.
-    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_every_validator_keeps_its_value_on_a_fixed_seeded_model(data_root, one_thread):
