@@ -7,7 +7,8 @@ For every search (pair, method, seed) that both folders of ``benchmarks/selectio
 the epochs it ran (its points), its wall time, its best oracle point, and the pick of
 ``--select`` (the shipped selector by default): its oracle accuracy, its trial's place in the
 order the trials started, and its regret. Then the means, and in
-how many searches the second run's pick was better or worse. No search is run.
+how many searches the second run's pick was better or worse; whether the start-up trials'
+first epochs trained to the same floats, and the platforms each run recorded. No search is run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
                 "pick_trial": started[row["picked_trial"]],
                 "regret": best - row["picked_oracle_acc"],
                 "startup_losses": startup_losses,
+                # Runs before trials recorded it (2026-12-07) have no such column.
+                "platforms": set(points.get(m.PLATFORM, pd.Series(dtype=str)).dropna()),
             }
         )
     return pd.DataFrame(rows).set_index(["pair", "method", "seed"])
@@ -82,6 +85,9 @@ def main() -> None:
         f"{both['wall_s_after'].sum() / both['wall_s_before'].sum():.2f}x"
     )
     print(_first_epochs_compared(both))
+    for name, run in (("before", before), ("after", after)):
+        platforms = set().union(*run["platforms"])
+        print(f"{name} ran on: {'; '.join(sorted(platforms)) or 'not recorded'}")
 
 
 def _first_epochs_compared(both: pd.DataFrame) -> str:

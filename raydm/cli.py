@@ -195,6 +195,7 @@ def train(config_path, overrides, seeds) -> None:
 
     runs = []
     engine.use_threads_of(config)
+    click.echo(f"platform: {engine.platform(config)}")
     for offset in range(seeds):
         seed = config.train.seed + offset
         run_config = config.with_values({"train.seed": seed})

@@ -57,6 +57,21 @@ def choose_device(wants_gpu: bool) -> torch.device:
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
+def platform(config: ExperimentConfig) -> str:
+    """What a run of ``config`` here gives floats by, beyond the config: torch's version, the
+    processor's kernels (torch picks AVX2 or AVX-512 ones by what the CPU offers) and thread
+    count, or the GPU and cuDNN. A trial and ``raydm train`` repeat each other to the bit only
+    where these are the same."""
+    device = choose_device(config.resources.wants_gpu)
+    if device.type == "cuda":
+        where = f"{torch.cuda.get_device_name(device)}, cuDNN {torch.backends.cudnn.version()}"
+    else:
+        threads = torch.get_num_threads()
+        where = f"{torch.backends.cpu.get_cpu_capability()} kernels, {threads} thread"
+        where += "" if threads == 1 else "s"
+    return f"torch {torch.__version__}, {device.type} ({where})"
+
+
 def build_method(
     config: ExperimentConfig, data: DomainPair, pretrained: dict[str, torch.Tensor] | None = None
 ) -> Method:

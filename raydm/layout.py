@@ -28,12 +28,13 @@ CONFIG_FILE = "config.yaml"  # the trial's resolved config
 SOFTMAX_FILE = "target_softmax.pt"
 
 # results.csv: these columns, each searched param, best:<metric>, best_epoch, final:<name> for
-# every metric the trials reported, and reason.
+# every metric the trials reported, checkpoint, platform and reason.
 TRIAL_ID = "trial_id"
 STATUS = "status"  # completed | stopped (early, by the scheduler) | failed | unstarted
 EPOCHS = "epochs"
 BEST_EPOCH = "best_epoch"
 REASON = "reason"  # why a failed trial failed
+PLATFORM = "platform"  # what the trial last ran on (raydm.engine.platform)
 CHECKPOINT = "checkpoint"  # the trial's best kept checkpoint by the selector, relative path
 BEST_PREFIX = "best:"
 FINAL_PREFIX = "final:"
@@ -51,4 +52,4 @@ def final_column(name: str) -> str:
 def results_columns(params: Iterable[str], metric: str, reported: Iterable[str]) -> list[str]:
     """results.csv's header, in order."""
     columns = [TRIAL_ID, STATUS, EPOCHS, *params, best_column(metric), BEST_EPOCH]
-    return [*columns, *(final_column(name) for name in reported), CHECKPOINT, REASON]
+    return [*columns, *(final_column(name) for name in reported), CHECKPOINT, PLATFORM, REASON]

@@ -77,6 +77,10 @@ CHECKPOINT_SCORE = "trial/checkpoint_score"
 FAILED = "trial/failed"
 FAILURE_REASON = "trial/failure"
 
+# What the trial ran on (raydm.engine.platform), with every result, so that a trial resumed on
+# another node says so: two runs of a config give the same floats only on the same platform.
+PLATFORM = "trial/platform"
+
 # Metrics a search may rank trials by, with the direction that is better.
 SELECTABLE = {
     **{name: "max" for name in VALIDATORS},

@@ -41,6 +41,7 @@ class TrialSummary:
     best_value: float  # nan for a failed trial: it is never selected
     best_epoch: int
     reason: str = ""  # why a failed trial failed
+    platform: str = ""  # what it last ran on (raydm.engine.platform); blank if it never reported
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def summarize(grid, config: ExperimentConfig) -> list[TrialSummary]:
                 best_value=best_value,
                 best_epoch=best_epoch,
                 reason=reason,
+                platform=str(last.get(m.PLATFORM, "")),
             )
         )
     return sorted(
@@ -230,6 +232,7 @@ def write_results(
                     layout.best_column(metric): trial.best_value,
                     layout.BEST_EPOCH: trial.best_epoch,
                     layout.CHECKPOINT: checkpoints.get(trial.trial_id, ""),
+                    layout.PLATFORM: trial.platform,
                     layout.REASON: trial.reason,
                 }
             )
@@ -250,7 +253,8 @@ def best_yaml(
         f"# The selected model is the checkpoint {chosen.checkpoint} (next to this file):\n"
         "#   raydm predict <this experiment> --images SPEC   labels images with it.\n"
         "# raydm train --config best.yaml trains the trial again from scratch, to its last epoch\n"
-        "# (not the selected one), and on a GPU to different weights.\n"
+        "# (not the selected one); it repeats the trial's figures to the bit only on the platform\n"
+        f"# the trial ran on: {trial.platform or 'not recorded'}.\n"
     )
     return header + best.to_yaml()
 

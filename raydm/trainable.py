@@ -35,6 +35,7 @@ def train_trial(
     config = base.fixed(sampled_values(base.params, sampled))
     # Torch would otherwise start one thread per core in every trial and oversubscribe them.
     engine.use_threads_of(config)
+    platform = engine.platform(config)
     gpu = config.resources.gpu
     if 0 < gpu < 1 and torch.cuda.is_available():
         # Ray packs trials on a GPU without isolating its memory: cap each at its share so
@@ -63,6 +64,7 @@ def train_trial(
             best = max(best, sign * value)
         metrics = {**metrics, f"{m.BEST_PREFIX}{metric}": sign * best}
         metrics[m.CHECKPOINT_SCORE] = checkpoint_score(metrics, epoch, config)
+        metrics[m.PLATFORM] = platform
         softmax_history[epoch] = state.pop(engine.TARGET_SOFTMAX)  # for EnsV, not resuming
         with tempfile.TemporaryDirectory() as directory:
             torch.save({**state, BEST_KEY: best}, Path(directory) / STATE_FILE)

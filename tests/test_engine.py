@@ -107,6 +107,25 @@ def test_fit_refuses_a_config_that_still_searches(data_root):
         engine.fit(config, load_domain_pair(config.data))
 
 
+def test_platform_names_what_changes_the_floats_torch_kernels_and_threads_or_the_gpu(
+    monkeypatch, keep_torch_threads
+):
+    config = load_config(SPACES / "moons.yaml")
+    kernels = torch.backends.cpu.get_cpu_capability()  # AVX512 here, AVX2 on older CPUs
+    torch.set_num_threads(1)
+    one_thread = f"torch {torch.__version__}, cpu ({kernels} kernels, 1 thread)"
+    assert engine.platform(config) == one_thread
+    torch.set_num_threads(2)
+    assert engine.platform(config).endswith(f"({kernels} kernels, 2 threads)")
+    # No GPU here: stand-ins for what torch says of one.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
+    on_gpu = load_config(SPACES / "moons.yaml", ["resources.gpu=0.25"])
+    assert engine.platform(on_gpu) == f"torch {torch.__version__}, cuda (NVIDIA H100, cuDNN 91002)"
+    assert engine.platform(config).startswith(f"torch {torch.__version__}, cpu (")
+
+
 def test_on_a_gpu_the_saved_state_holds_that_devices_generator_and_restores_it(monkeypatch):
     # No GPU here: a stand-in for torch.cuda's generator checks what is saved and restored.
     cuda_state, restored = torch.tensor([7], dtype=torch.uint8), []

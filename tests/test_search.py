@@ -253,11 +253,18 @@ def test_tiny_search_writes_results_and_best_config_that_reruns(
         on_epoch=lambda epoch, metrics, state: fresh.update({epoch: metrics}),
     )
     _assert_reported(histories[histories["trial_id"] == started.idxmax()], fresh, tolerance=0)
+    # Every trial says what it ran on (this machine, on the config's threads), and so do
+    # best.yaml, which repeats to the bit only there, and raydm train.
+    platform = engine.platform(last_config)
+    assert platform.endswith(", 1 thread)")  # moons.yaml: resources.cpu 1
+    assert {row["platform"] for row in rows} == {platform}
+    assert set(histories[m.PLATFORM]) == {platform}
+    assert f"# the trial ran on: {platform}." in (experiment / "best.yaml").read_text()
 
     ray.shutdown()
     rerun = CliRunner().invoke(main, ["train", "--config", str(experiment / "best.yaml")])
     assert rerun.exit_code == 0, rerun.output
-    assert "epoch 4/4" in rerun.output
+    assert "epoch 4/4" in rerun.output and f"platform: {platform}" in rerun.output
     # The rerun repeats the picked trial's figures as far as the trial ran (to the 4 decimals
     # it prints).
     printed = {
