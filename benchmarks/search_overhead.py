@@ -51,16 +51,18 @@ def main() -> None:
     parser.add_argument("--space", type=Path, default=SPACE)
     args = parser.parse_args()
     print(
-        "| trials | epochs run | wall s | training % | evaluation % | in-trial other % "
-        "| no trial: start-up % | no trial: during % | no trial: end % | machine busy % |"
-        "\n|---|---|---|---|---|---|---|---|---|---|"
+        "| trials | epochs run | wall s | training % | evaluation % | trial work % "
+        "| in-trial other % | no trial: start-up % | no trial: during % (of it, tail) "
+        "| no trial: end % | machine busy % |"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for num_samples in args.num_samples:
         row = measure(num_samples, args)
         print(
             f"| {num_samples} | {row['epochs']} | {row['wall']:.1f} | {row['train']:.1f} "
-            f"| {row['eval']:.1f} | {row['report']:.1f} | {row['startup']:.1f} "
-            f"| {row['during']:.1f} | {row['end']:.1f} | {row['busy']:.1f} |",
+            f"| {row['eval']:.1f} | {row['train'] + row['eval']:.1f} | {row['report']:.1f} "
+            f"| {row['startup']:.1f} "
+            f"| {row['during']:.1f} ({row['tail']:.1f}) | {row['end']:.1f} | {row['busy']:.1f} |",
             flush=True,
         )
 
@@ -101,7 +103,8 @@ def measure(num_samples: int, args) -> dict[str, float]:
 
 
 def _slot_idle(histories, start: float, end: float, cores: int) -> dict[str, float]:
-    """Core-seconds with no trial on them: before the first trial, during the search, after
+    """Core-seconds with no trial on them: before the first trial, during the search (of it,
+    the tail: after the last trial started, when no trial is left to fill a free slot), after
     the last report. A trial spans from its start to its last report."""
     # Tune's timestamps are whole seconds, cut down: half a second puts them back on average.
     reported = histories["timestamp"] + 0.5
@@ -114,6 +117,7 @@ def _slot_idle(histories, start: float, end: float, cores: int) -> dict[str, flo
     return {
         "startup": free[now < began.min()].sum(),
         "during": free[(now >= began.min()) & (now < ended.max())].sum(),
+        "tail": free[(now >= began.max()) & (now < ended.max())].sum(),
         "end": free[now >= ended.max()].sum(),
     }
 
