@@ -109,5 +109,6 @@ def _report_failure(reason: str, config: ExperimentConfig, epochs_done: int) -> 
             m.EPOCHS_PLANNED: config.train.epochs,
             m.FAILED: 1.0,
             m.FAILURE_REASON: reason,
+            m.PLATFORM: engine.platform(config),
         }
     )

@@ -123,6 +123,7 @@ params: {train.lr: {choice: [0.01, 1.0e+5]}}
     assert good["status"] == "completed" and good["reason"] == ""
     assert bad["status"] == "failed" and bad["best:val/source_acc"] == "nan"
     assert bad["reason"].startswith("train/loss became nan at epoch 1")
+    assert bad["platform"] == good["platform"] != ""  # what a failure ran on, to reproduce it
     assert f"{bad['trial_id']} failed: train/loss became nan" in output
     assert load_config(storage / "nan" / "best.yaml").train.lr == 0.01
     # Not retried: the failing trial started once (max_failures would have restarted a crash).
