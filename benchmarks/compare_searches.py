@@ -53,7 +53,7 @@ def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
                 "pick_trial": started[row["picked_trial"]],
                 "regret": best - row["picked_oracle_acc"],
                 "startup_losses": startup_losses,
-                # Runs before trials recorded it (2026-12-07) have no such column.
+                # Runs before trials recorded it (2026-12-06) have no such column.
                 "platforms": set(points.get(m.PLATFORM, pd.Series(dtype=str)).dropna()),
             }
         )
