@@ -54,7 +54,7 @@ def summary(folder: Path, methods: list[str], select: str) -> pd.DataFrame:
                 "regret": best - row["picked_oracle_acc"],
                 "startup_losses": startup_losses,
                 # Runs before trials recorded it (2026-12-06) have no such column.
-                "platforms": set(points.get(m.PLATFORM, pd.Series(dtype=str)).dropna()),
+                "platforms": set(points[m.PLATFORM].dropna()) if m.PLATFORM in points else set(),
             }
         )
     return pd.DataFrame(rows).set_index(["pair", "method", "seed"])
@@ -69,6 +69,10 @@ def main() -> None:
     args = parser.parse_args()
     before, after = (summary(f, args.methods, args.select) for f in (args.before, args.after))
     both = before.add_suffix("_before").join(after.add_suffix("_after"), how="inner")
+    if both.empty:
+        parser.error(
+            f"{args.before} and {args.after} hold no search of the same pair, method and seed"
+        )
     columns = ["epochs", "wall_s", "best", "pick", "pick_trial", "regret"]
     print("| pair | method | seed | " + " | ".join(f"{c}: before, after" for c in columns) + " |")
     print("|---|---|---|" + "---|" * len(columns))

@@ -67,8 +67,8 @@ def platform(config: ExperimentConfig) -> str:
         where = f"{torch.cuda.get_device_name(device)}, cuDNN {torch.backends.cudnn.version()}"
     else:
         threads = torch.get_num_threads()
-        where = f"{torch.backends.cpu.get_cpu_capability()} kernels, {threads} thread"
-        where += "" if threads == 1 else "s"
+        kernels = torch.backends.cpu.get_cpu_capability()
+        where = f"{kernels} kernels, {threads} thread{'s' if threads > 1 else ''}"
     return f"torch {torch.__version__}, {device.type} ({where})"
 
 
