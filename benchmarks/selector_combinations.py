@@ -63,6 +63,25 @@ def _smoothed(points: pd.DataFrame) -> pd.Series:
     return mean.reindex(points.index)
 
 
+# DANN's own discriminator, on its training batches: the one logged signal of whether the
+# target's features sit among the source's. Other methods have no such column and keep IM.
+DISCRIMINATOR_ACC = "train/domain_acc"
+
+
+def _discriminator_confused(points: pd.DataFrame) -> pd.Series:
+    """IM among the points whose discriminator accuracy is at most the search's median."""
+    if DISCRIMINATOR_ACC not in points:
+        return points[m.IM]
+    accuracy = points[DISCRIMINATOR_ACC]
+    return points[m.IM].where(accuracy <= accuracy.median())
+
+
+def _rank_with_confusion(points: pd.DataFrame) -> pd.Series:
+    if DISCRIMINATOR_ACC not in points:
+        return points[m.IM]
+    return _rank(points[m.IM]) - _rank(points[DISCRIMINATOR_ACC])
+
+
 RULES: dict[str, Rule] = {
     "im (shipped)": lambda p: p[m.IM],
     "im, last epoch of each trial": _last_epochs,
@@ -77,6 +96,8 @@ RULES: dict[str, Rule] = {
     "rank mean: im, ensv": lambda p: _rank(p[m.IM]) + _rank(p[m.ENSV]),
     "rank mean: im, class_ami": lambda p: _rank(p[m.IM]) + _rank(p[m.CLASS_AMI]).fillna(0),
     "ensv among im's top half": lambda p: p[m.ENSV].where(p[m.IM] >= p[m.IM].median()),
+    "im where DANN's discriminator is at most its median accuracy": _discriminator_confused,
+    "rank mean: im, -DANN's discriminator acc": _rank_with_confusion,
 }
 
 
