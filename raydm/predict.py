@@ -121,8 +121,19 @@ def load_model(checkpoint: Path, device: torch.device) -> Model:
     except ConfigError as err:
         raise PredictError(str(err)) from None
     class_names, input_shape = tuple(state[CLASS_NAMES]), tuple(state[INPUT_SHAPE])
+    return model_from_state(config, state["model"], class_names, input_shape, device)
+
+
+def model_from_state(
+    config: ExperimentConfig,
+    weights: dict[str, torch.Tensor],
+    class_names: tuple[str, ...],
+    input_shape: tuple[int, ...],
+    device: torch.device,
+) -> Model:
+    """The network of ``config`` holding ``weights``, ready to predict on ``device``."""
     method = build_model(config, len(class_names), input_shape)
-    method.load_state_dict(state["model"])
+    method.load_state_dict(weights)
     method = place(method, device, len(input_shape) == 3).eval()
     image_input = BACKBONES.get(config.model.backbone).image_input
     transform = Transform(config.data, image_input, device, seed=0)  # no randomness in eval
