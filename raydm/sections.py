@@ -9,7 +9,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from raydm.backbones import BACKBONES
 from raydm.data import absolute_domain, find_domain
@@ -196,7 +203,11 @@ class SchedulerConfig(Section):
 
 class SearchConfig(Section):
     metric: str = Field("val/source_acc", description="Reported metric that ranks trials.")
-    mode: Literal["max", "min"] = Field("max", description="Whether the metric is maximised.")
+    mode: Literal["max", "min"] | None = Field(
+        None,
+        description="Whether the metric is maximised; default, and the only mode accepted: the "
+        "metric's own direction (min for val/source_loss, max for the others).",
+    )
     select: str | None = Field(
         None,
         description="What the final pick ranks every (trial, epoch) of the search by: a "
@@ -237,6 +248,20 @@ class SearchConfig(Section):
         if name not in SELECTABLE:
             raise ValueError(f"unknown metric {name!r}; choose one of: {', '.join(SELECTABLE)}")
         return name
+
+    @field_validator("mode")
+    @classmethod
+    def _mode_of_the_metric(cls, mode: str | None, info: ValidationInfo) -> str | None:
+        direction = SELECTABLE.get(info.data.get("metric", ""))
+        if direction is None:  # the metric was refused already
+            return mode
+        if mode is not None and mode != direction:
+            better = "higher" if direction == "max" else "lower"
+            raise ValueError(
+                f"{mode} would rank {info.data['metric']} backwards: it is "
+                f"better {better}; use {direction}, or leave mode out"
+            )
+        return direction
 
     @field_validator("select")
     @classmethod

@@ -71,6 +71,10 @@ params:
         ("resources: {gpu: true}", "resources.gpu: expected a number, got True"),
         ("search: {metric: oracle/target_acc}", "search: oracle/target_acc uses target labels"),
         ("search: {metric: accuracy}", "search.metric: unknown metric 'accuracy'"),
+        (
+            "search: {metric: val/source_loss, mode: max}",
+            "search.mode: max would rank val/source_loss backwards: it is better lower",
+        ),
         ("model: {backbone: lenet}", "model.backbone lenet takes images but data.source moons"),
         ("params: {model.classifier_hidden: {choice: [[1], '[1]']}}", "must differ (to Optuna)"),
         ("search: {keep_checkpoints: 0}", "keep at least 1 checkpoint per trial, or all; got 0"),
@@ -204,6 +208,7 @@ def test_the_flagship_spaces_share_their_pair_and_the_baseline_its_network_and_b
     [
         ({}, 1, ("val/source_acc", "max")),  # the pick's metric: each trial's best epoch
         ({"metric": "val/source_loss", "mode": "min"}, 1, ("val/source_loss", "min")),
+        ({"metric": "val/source_loss"}, 1, ("val/source_loss", "min")),  # mode: its direction
         ({"select": "val/source_loss"}, 1, ("val/source_loss", "min")),  # its own direction
         ({"select": "val/bnm", "keep_checkpoints": 3}, 3, ("val/bnm", "max")),
         ({"select": "ensv"}, None, ("val/source_acc", "max")),  # EnsV ranks every epoch
