@@ -145,6 +145,13 @@ def run_search(
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
     if resume and not force_resume:
         check_same_search(config, experiment_path)
+    if not resume and _read_storage(f"{experiment_path}/{SPACE_FILE}") is not None:
+        # A second search under the same name would replace the first's results and feed its
+        # trials to the new one's Optuna study.
+        raise ResumeError(
+            f"{experiment_path}: an experiment is already there; continue it with --resume, "
+            "or choose another --name"
+        )
     echo("preparing data ...")
     # Missing or mismatched data stops the search before Ray starts. Then Ray starts while
     # the images decode and the weights load (once: they reach every trial through the
@@ -246,7 +253,8 @@ def _load_inputs(indexed: IndexedPair, config: ExperimentConfig):
 
 
 class ResumeError(ValueError):
-    """--resume names an experiment of another search; the message is one line."""
+    """--name names an experiment that cannot be run there: another search's (--resume), or
+    one already there (no --resume); the message is one line."""
 
 
 # Keys a resumed search may change: where it runs, not what it searches.

@@ -434,6 +434,25 @@ def test_resume_refuses_another_search_naming_the_first_changed_key(tmp_path, ch
     assert not (tmp_path / "data").exists()  # refused before any data was built
 
 
+def test_a_new_search_under_an_existing_name_is_refused_and_touches_nothing(tmp_path):
+    experiment = tmp_path / "results" / "run"
+    experiment.mkdir(parents=True)
+    first = load_config(SPACES / "moons.yaml", ["search.metric=val/source_loss"])
+    (experiment / "search_space.yaml").write_text(first.to_yaml())
+    (experiment / "results.csv").write_text("trial_id\nabc\n")
+    before = {p.name: p.read_bytes() for p in experiment.iterdir()}
+    args = ["tune", "--space", str(SPACES / "moons.yaml"), "--name", "run"]
+    args += ["--storage-path", str(tmp_path / "results"), "--set", f"data.root={tmp_path / 'd'}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"raydm: error: {experiment}: an experiment is already there; continue it with "
+        "--resume, or choose another --name\n"
+    )
+    assert {p.name: p.read_bytes() for p in experiment.iterdir()} == before
+    assert not (tmp_path / "d").exists()  # refused before any data was built
+
+
 def test_resume_may_change_where_a_search_runs(tmp_path):
     from raydm.tuning import check_same_search
 
