@@ -111,7 +111,7 @@ def tune(space, overrides, name, storage_path, address, resume, force_resume, dr
         return
     if resume and not name:
         fail("--resume needs --name: the experiment to continue", USAGE_ERROR)
-    from raydm.cluster import ClusterError
+    from raydm.cluster import ClusterError, ResourcesError
     from raydm.data.pair import DataError
     from raydm.networks import WeightsError
     from raydm.results import leaderboard
@@ -127,7 +127,7 @@ def tune(space, overrides, name, storage_path, address, resume, force_resume, dr
             force_resume=force_resume,
             echo=click.echo,
         )
-    except (DataError, WeightsError) as err:
+    except (DataError, WeightsError, ResourcesError) as err:
         fail(f"{space}: {err}", USAGE_ERROR)
     except ResumeError as err:
         fail(str(err), USAGE_ERROR)

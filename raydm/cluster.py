@@ -209,6 +209,21 @@ def fit_to_cluster(
     return config.model_copy(update={"resources": resources.model_copy(update={"gpu": gpu})})
 
 
+class ResourcesError(ValueError):
+    """A trial asks for more than this machine has, so a local search would wait forever."""
+
+
+def unfit_here(config: ExperimentConfig, cpus: int, gpus: int) -> str | None:
+    """Why no trial of ``config`` could start on this machine (``cpus``, ``gpus``), or None.
+    Without a GPU a trial runs on CPU (``fit_to_cluster``), so only a GPU count can be short."""
+    resources = config.resources
+    if resources.cpu > cpus:
+        return f"resources.cpu: {resources.cpu:g} CPUs per trial, but this machine has {cpus}"
+    if resources.gpu != "auto" and gpus and resources.gpu > gpus:
+        return f"resources.gpu: {resources.gpu:g} GPUs per trial, but this machine has {gpus}"
+    return None
+
+
 def max_concurrent(
     config: ExperimentConfig, local: bool, total: dict[str, float] | None = None
 ) -> int:

@@ -5,7 +5,7 @@ Imports neither torch nor the training code, so that it answers in well under a 
 
 from __future__ import annotations
 
-from raydm.cluster import available_cpus, max_concurrent, visible_gpus
+from raydm.cluster import available_cpus, max_concurrent, unfit_here, visible_gpus
 from raydm.config import ExperimentConfig
 from raydm.search_space import optuna_space
 
@@ -31,7 +31,9 @@ def dry_run(config: ExperimentConfig, address: str | None) -> str:
         device = (
             f"{gpus} GPU" if gpu else "CPU only" + (" (no GPU here)" if resources.wants_gpu else "")
         )
-        lines.append(f"this machine: {cpus} CPUs ({where}), {device}: {at_once} trials at once")
+        unfit = unfit_here(config, cpus, gpus)
+        fits = f"no trial could start ({unfit})" if unfit else f"{at_once} trials at once"
+        lines.append(f"this machine: {cpus} CPUs ({where}), {device}: {fits}")
     epochs, trials = config.max_epochs(), config.search.num_samples
     lines.append(f"budget: {trials} trials x {epochs} epochs = at most {trials * epochs} epochs")
     scheduler = config.search.scheduler

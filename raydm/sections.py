@@ -312,7 +312,10 @@ class SearchConfig(Section):
 
 class ResourcesConfig(Section):
     cpu: float = Field(
-        1.0, gt=0, description="CPUs per trial (torch's threads; DataLoader workers if streaming)."
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="CPUs per trial (torch's threads; DataLoader workers if streaming).",
     )
     gpu: float | Literal["auto"] = Field(
         0.0,
@@ -324,6 +327,8 @@ class ResourcesConfig(Section):
     @classmethod
     def _packable_fraction(cls, gpu: float | str) -> float | str:
         # Ray can hang on fractions that do not tile a GPU (e.g. 0.3); allow 1/k or whole.
+        if gpu != "auto" and (gpu < 0 or not math.isfinite(gpu)):
+            raise ValueError(f"gpu must be 0 or more, got {gpu}")
         if gpu == "auto" or gpu == 0 or float(gpu).is_integer():
             return gpu
         if 0 < gpu < 1 and math.isclose(1 / gpu, round(1 / gpu), rel_tol=1e-6):

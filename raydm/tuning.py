@@ -24,7 +24,15 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
 from raydm import metrics as m
-from raydm.cluster import connect, fit_to_cluster, max_concurrent
+from raydm.cluster import (
+    ResourcesError,
+    available_cpus,
+    connect,
+    fit_to_cluster,
+    max_concurrent,
+    unfit_here,
+    visible_gpus,
+)
 from raydm.config import ExperimentConfig
 from raydm.data.pair import IndexedPair, index_domain_pair
 from raydm.layout import (
@@ -152,6 +160,10 @@ def run_search(
             f"{experiment_path}: an experiment is already there; continue it with --resume, "
             "or choose another --name"
         )
+    if address is None:
+        unfit = unfit_here(config, available_cpus()[0], visible_gpus())
+        if unfit:
+            raise ResourcesError(f"{unfit}: no trial could start")
     echo("preparing data ...")
     # Missing or mismatched data stops the search before Ray starts. Then Ray starts while
     # the images decode and the weights load (once: they reach every trial through the

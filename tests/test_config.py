@@ -69,6 +69,8 @@ params:
         ("params: {1: 2}", "params: key 1 is not a dotted field name"),
         ("search: {scheduler: {max_t: 2}}", "search.scheduler.max_t 2 is below train.epochs 3"),
         ("resources: {gpu: true}", "resources.gpu: expected a number, got True"),
+        ("resources: {gpu: -1}", "resources.gpu: gpu must be 0 or more, got -1"),
+        ("resources: {cpu: .inf}", "resources.cpu: Input should be a finite number"),
         ("search: {metric: oracle/target_acc}", "search: oracle/target_acc uses target labels"),
         ("search: {metric: accuracy}", "search.metric: unknown metric 'accuracy'"),
         (

@@ -434,6 +434,37 @@ def test_resume_refuses_another_search_naming_the_first_changed_key(tmp_path, ch
     assert not (tmp_path / "data").exists()  # refused before any data was built
 
 
+@pytest.mark.parametrize(
+    ("request_", "gpus", "expected"),
+    [
+        ("resources.cpu=3", 0, "resources.cpu: 3 CPUs per trial, but this machine has 2"),
+        ("resources.gpu=2", 1, "resources.gpu: 2 GPUs per trial, but this machine has 1"),
+    ],
+)
+def test_a_trial_larger_than_this_machine_is_refused_before_data_or_ray(
+    tmp_path, monkeypatch, request_, gpus, expected
+):
+    import raydm.tuning
+
+    # Ray would otherwise wait for the resources for ever, with nothing on screen.
+    monkeypatch.setattr(raydm.tuning, "available_cpus", lambda: (2, "affinity"))
+    monkeypatch.setattr(raydm.tuning, "visible_gpus", lambda: gpus)
+    space = str(SPACES / "moons.yaml")
+    args = ["tune", "--space", space, "--set", request_, "--set", f"data.root={tmp_path / 'd'}"]
+    result = CliRunner().invoke(main, [*args, "--storage-path", str(tmp_path / "results")])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"raydm: error: {space}: {expected}: no trial could start\n"
+    assert not (tmp_path / "d").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_trial_that_fits_this_machine_is_not_refused():
+    from raydm.cluster import unfit_here
+
+    config = load_config(SPACES / "moons.yaml", ["resources.cpu=2", "resources.gpu=0.25"])
+    assert unfit_here(config, cpus=2, gpus=1) is None
+    assert unfit_here(config, cpus=2, gpus=0) is None  # no GPU: the trial runs on CPU
+
+
 def test_a_new_search_under_an_existing_name_is_refused_and_touches_nothing(tmp_path):
     experiment = tmp_path / "results" / "run"
     experiment.mkdir(parents=True)
