@@ -37,6 +37,21 @@ class _EchoHandler(logging.Handler):
         click.echo(record.getMessage(), err=True)
 
 
+def writable(ctx: click.Context, param: click.Parameter, path: Path | None) -> Path | None:
+    """Refuse an output that could not be written, before the command's work (one line)."""
+    from raydm.layout import unwritable
+
+    directory = Path(path or ".").parent if param.name == "out" else Path(path or ".")
+    if path is not None and (problem := unwritable(directory)):
+        fail(f"{param.opts[0]} {path}: {problem}", USAGE_ERROR)
+    return path
+
+
+def out_option(what: str):
+    path = click.Path(dir_okay=False, path_type=Path)
+    return click.option("--out", required=True, type=path, callback=writable, help=what)
+
+
 set_option = click.option(
     "--set",
     "overrides",
@@ -115,7 +130,7 @@ def tune(space, overrides, name, storage_path, address, resume, force_resume, dr
     from raydm.data.pair import DataError
     from raydm.networks import WeightsError
     from raydm.results import leaderboard
-    from raydm.tuning import ResumeError, run_search
+    from raydm.tuning import ExperimentPathError, run_search
 
     try:
         outcome = run_search(
@@ -129,7 +144,7 @@ def tune(space, overrides, name, storage_path, address, resume, force_resume, dr
         )
     except (DataError, WeightsError, ResourcesError) as err:
         fail(f"{space}: {err}", USAGE_ERROR)
-    except ResumeError as err:
+    except ExperimentPathError as err:
         fail(str(err), USAGE_ERROR)
     except ClusterError as err:
         fail(f"--address: {err}", RUNTIME_ERROR)
@@ -193,23 +208,9 @@ def train(config_path, overrides, seeds) -> None:
     except (DataError, WeightsError) as err:
         fail(f"{config_path}: {err}", USAGE_ERROR)
 
-    runs = []
     engine.use_threads_of(config)
     click.echo(f"platform: {engine.platform(config)}")
-    for offset in range(seeds):
-        seed = config.train.seed + offset
-        run_config = config.with_values({"train.seed": seed})
-        prefix = f"seed {seed} " if seeds > 1 else ""
-
-        def show(epoch: int, metrics: dict[str, float], state, prefix=prefix) -> None:
-            shown = "  ".join(
-                f"{k}={v:.4f}"
-                for k, v in metrics.items()
-                if k.startswith(("val/", "oracle/", "train/loss"))
-            )
-            click.echo(f"{prefix}epoch {epoch}/{config.train.epochs}  {shown}")
-
-        runs.append(engine.fit(run_config, data, on_epoch=show, pretrained=pretrained))
+    runs = engine.fit_seeds(config, data, seeds, pretrained, click.echo)
     click.echo("final metrics:" if seeds == 1 else f"final metrics over {seeds} seeds (mean ± sd):")
     for key, value in engine.summarize_runs(runs).items():
         click.echo(f"  {key}: {value}")
@@ -229,9 +230,7 @@ epoch_option = click.option("--epoch", type=int, help="With --trial: its checkpo
     metavar="SPEC",
     help="folder:DIR (images at any depth), list:FILE (an image list) or a domain name.",
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV to write."
-)
+@out_option("CSV to write.")
 @click.option("--probabilities", is_flag=True, help="Add one probability column per class.")
 @trial_option
 @epoch_option
@@ -274,9 +273,7 @@ def predict(experiment, spec, out, probabilities, trial, epoch, ensemble, batch_
 
 @main.command()
 @experiment_argument
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
-)
+@out_option("File to write.")
 @trial_option
 @epoch_option
 def export(experiment, out, trial, epoch) -> None:
@@ -328,7 +325,9 @@ def list_(kind) -> None:
     show_default=True,
     help="text for people, json for programs.",
 )
-@click.option("--plots", type=click.Path(file_okay=False), help="Write PNG figures here.")
+@click.option(
+    "--plots", type=click.Path(file_okay=False), callback=writable, help="Write PNG figures here."
+)
 def report(experiment, output_format, plots) -> None:
     """Summarise a finished search: the leaderboard, the best config, failed trials with their
     reasons, and for each label-free validator the trial it would pick, that trial's oracle

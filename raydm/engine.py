@@ -115,6 +115,33 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
+def fit_seeds(
+    config: ExperimentConfig,
+    data: DomainPair,
+    seeds: int,
+    pretrained: dict[str, torch.Tensor],
+    echo: Callable[[str], None],
+) -> list[dict[str, float]]:
+    """Train ``config`` with train.seed, +1, ... (``seeds`` runs), echoing each epoch's losses
+    and validators; each run's last metrics (for ``summarize_runs``)."""
+    runs = []
+    for offset in range(seeds):
+        seed = config.train.seed + offset
+        prefix = f"seed {seed} " if seeds > 1 else ""
+
+        def show(epoch: int, metrics: dict[str, float], state, prefix=prefix) -> None:
+            shown = "  ".join(
+                f"{k}={v:.4f}"
+                for k, v in metrics.items()
+                if k.startswith(("val/", "oracle/", "train/loss"))
+            )
+            echo(f"{prefix}epoch {epoch}/{config.train.epochs}  {shown}")
+
+        run_config = config.with_values({"train.seed": seed})
+        runs.append(fit(run_config, data, on_epoch=show, pretrained=pretrained))
+    return runs
+
+
 def summarize_runs(runs: list[dict[str, float]]) -> dict[str, str]:
     """Each final metric of one or more runs of a config: the value, or "mean ± sd" (sample
     standard deviation) over several seeds."""

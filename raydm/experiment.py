@@ -88,9 +88,12 @@ def load_experiment(path: str | Path) -> Experiment:
 def _read_results(path: Path, config: ExperimentConfig) -> list[dict[str, Any]]:
     try:
         with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            columns, rows = reader.fieldnames or (), list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ReportError(f"{path}: cannot read: {err}") from None
+    if TRIAL_ID not in columns:
+        raise ReportError(f"{path}: no {TRIAL_ID} column: not a results file raydm wrote")
     typed = []
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         out: dict[str, Any] = {}

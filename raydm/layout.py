@@ -7,7 +7,9 @@ and the report (raydm.report) can all read these names without each other's depe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 # The experiment directory.
 RESULTS_FILE = "results.csv"  # one row per trial, best first
@@ -53,3 +55,16 @@ def results_columns(params: Iterable[str], metric: str, reported: Iterable[str])
     """results.csv's header, in order."""
     columns = [TRIAL_ID, STATUS, EPOCHS, *params, best_column(metric), BEST_EPOCH]
     return [*columns, *(final_column(name) for name in reported), CHECKPOINT, PLATFORM, REASON]
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why files could not be written into ``directory`` (made if missing), or None; checked
+    without making it, so that a command refuses a bad output path before its work, not after."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot write into {directory}: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write into {directory}: {existing} is read-only"
+    return None

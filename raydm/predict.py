@@ -65,9 +65,11 @@ def kept_candidates(experiment: Path) -> tuple[str, list[Candidate]]:
             )
             for row in chosen["ranking"]
         ]
-        return str(chosen["selector"]), ranking
     except (ValueError, KeyError, TypeError) as err:
         raise PredictError(f"{path}: not a pick file raydm wrote ({err})") from None
+    if not ranking:
+        raise PredictError(f"{path}: lists no kept checkpoint: the search kept none")
+    return str(chosen["selector"]), ranking
 
 
 def choose(
@@ -110,8 +112,14 @@ def load_model(checkpoint: Path, device: torch.device) -> Model:
     state_file = checkpoint / layout.STATE_FILE
     if not state_file.is_file():
         raise PredictError(f"{checkpoint}: no kept checkpoint there (was it deleted?)")
-    state = torch.load(state_file, map_location="cpu", weights_only=True)
-    if CLASS_NAMES not in state:
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        message = f"{state_file}: not a checkpoint raydm wrote ({_first_line(err)})"
+        raise PredictError(message) from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise PredictError(f"{state_file}: not a checkpoint raydm wrote (no model weights)")
+    if CLASS_NAMES not in state or INPUT_SHAPE not in state:
         raise PredictError(
             f"{checkpoint}: written by a raydm that did not record the classes; run the "
             "search again"
@@ -121,7 +129,31 @@ def load_model(checkpoint: Path, device: torch.device) -> Model:
     except ConfigError as err:
         raise PredictError(str(err)) from None
     class_names, input_shape = tuple(state[CLASS_NAMES]), tuple(state[INPUT_SHAPE])
-    return model_from_state(config, state["model"], class_names, input_shape, device)
+    try:
+        model = model_from_state(config, state["model"], class_names, input_shape, device)
+        # One blank input through it: a config.yaml that no longer matches the weights or the
+        # input fails here, in one line, not in the middle of the user's images.
+        model.probabilities(_blank_input(config, input_shape))
+    except (RuntimeError, ValueError) as err:
+        raise PredictError(
+            f"{checkpoint}: its weights do not fit the network of its {layout.CONFIG_FILE} "
+            f"({_first_line(err)})"
+        ) from None
+    return model
+
+
+def _blank_input(config: ExperimentConfig, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """One all-zero input as ``predict`` hands the model one: images decoded at the config's
+    size, points as stored."""
+    if len(input_shape) != 3:
+        return torch.zeros((1, *input_shape))
+    size = config.data.image_size
+    return torch.zeros((1, config.data.image_channels, size, size), dtype=torch.uint8)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def model_from_state(
@@ -249,8 +281,11 @@ def write_predictions(
     header = ["path", "prediction", "confidence"]
     if with_probabilities:
         header += [f"p_{name}" for name in class_names]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as err:
+        raise PredictError(f"{path}: cannot write ({err.strerror})") from None
     try:
         with os.fdopen(handle, "w", newline="") as out:
             writer = csv.writer(out)
@@ -261,6 +296,9 @@ def write_predictions(
                     row += [f"{p:.6f}" for p in probabilities[i].tolist()]
                 writer.writerow(row)
         os.replace(temporary, path)
+    except OSError as err:  # a full disk, say: nothing half-written is left
+        Path(temporary).unlink(missing_ok=True)
+        raise PredictError(f"{path}: cannot write ({err.strerror})") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -41,6 +41,7 @@ from raydm.layout import (
     RESULTS_FILE,
     SPACE_FILE,
     STUDY_FILE,
+    unwritable,
 )
 from raydm.networks import pretrained_state
 from raydm.progress import SearchProgress
@@ -153,10 +154,13 @@ def run_search(
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
     if resume and not force_resume:
         check_same_search(config, experiment_path)
+    unwritable_here = "://" not in experiment_path and unwritable(Path(experiment_path))
+    if unwritable_here:  # refused before the data and Ray, which take a while
+        raise ExperimentPathError(f"--storage-path {storage_path}: {unwritable_here}")
     if not resume and _read_storage(f"{experiment_path}/{SPACE_FILE}") is not None:
         # A second search under the same name would replace the first's results and feed its
         # trials to the new one's Optuna study.
-        raise ResumeError(
+        raise ExperimentPathError(
             f"{experiment_path}: an experiment is already there; continue it with --resume, "
             "or choose another --name"
         )
@@ -264,9 +268,10 @@ def _load_inputs(indexed: IndexedPair, config: ExperimentConfig):
     return data, pretrained_state(config.model.backbone, config.model.backbone_args)
 
 
-class ResumeError(ValueError):
-    """--name names an experiment that cannot be run there: another search's (--resume), or
-    one already there (no --resume); the message is one line."""
+class ExperimentPathError(ValueError):
+    """The experiment directory (--storage-path, --name) cannot take this search: it holds
+    another search (--resume), or an experiment already (no --resume), or cannot be written;
+    the message is one line."""
 
 
 # Keys a resumed search may change: where it runs, not what it searches.
@@ -286,12 +291,12 @@ def check_same_search(config: ExperimentConfig, experiment_path: str) -> None:
     try:
         saved = config_from_dict(yaml.safe_load(saved_text), f"{experiment_path}/{SPACE_FILE}")
     except (ConfigError, yaml.YAMLError) as err:
-        raise ResumeError(f"cannot resume: {str(err).splitlines()[0]}") from None
+        raise ExperimentPathError(f"cannot resume: {str(err).splitlines()[0]}") from None
     ours, theirs = _settings_by_key(config), _settings_by_key(saved)
     for key in [*theirs, *(k for k in ours if k not in theirs)]:
         if key.startswith(RESUMABLE_CHANGES) or ours.get(key) == theirs.get(key):
             continue
-        raise ResumeError(
+        raise ExperimentPathError(
             f"{experiment_path}/{SPACE_FILE}: --resume with another search: {key} is "
             f"{ours.get(key)!r} now but {theirs.get(key)!r} in the experiment (use --force-resume "
             "to continue it anyway, or another --name for a new search)"

@@ -138,6 +138,11 @@ def test_an_ensemble_averages_the_top_kept_checkpoints(searched, tmp_path):
         ("class mismatch", "the images' domain has the classes upper, lower, but the model"),
         ("unknown candidate", "trial nope has no kept checkpoint; kept: trial"),
         ("ensemble of one trial", "--ensemble takes the top kept checkpoints; --trial names"),
+        ("empty checkpoint file", "state.pt: not a checkpoint raydm wrote (EOFError)"),
+        ("config of another input size", "its weights do not fit the network of its config.yaml"),
+        ("config of another network", "its weights do not fit the network of its config.yaml"),
+        ("no kept checkpoint listed", "pick.json: lists no kept checkpoint"),
+        ("output under a file", "cannot write into"),
     ],
 )
 def test_bad_input_is_one_line_a_non_zero_exit_and_writes_nothing(
@@ -163,14 +168,63 @@ def test_bad_input_is_one_line_a_non_zero_exit_and_writes_nothing(
         images = "moons"
     elif case == "unknown candidate":
         extra = ["--trial", "nope"]
-    else:
+    elif case == "ensemble of one trial":
         extra = ["--trial", "nope", "--ensemble", "2"]
     out = tmp_path / "labels.csv"
+    if case in DAMAGES:
+        experiment = _damaged_copy(experiment, tmp_path / "copy", DAMAGES[case])
+    elif case == "output under a file":
+        (tmp_path / "a file").write_text("")
+        extra = ["--out", tmp_path / "a file" / "labels.csv"]  # the last --out counts
     result = _predict(experiment, "--images", images, "--out", out, *extra)
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("raydm: error:")]
     assert len(errors) == 1 and message in errors[0], result.output
     assert not out.exists() and not list(tmp_path.glob(".labels.csv*"))
+
+
+def _empty(checkpoint: Path) -> None:
+    (checkpoint / "state.pt").write_bytes(b"")
+
+
+def _edit_config(old: str, new: str):
+    def edit(checkpoint: Path) -> None:
+        config = checkpoint / "config.yaml"
+        assert old in config.read_text()
+        config.write_text(config.read_text().replace(old, new))
+
+    return edit
+
+
+DAMAGES = {
+    "empty checkpoint file": _empty,
+    "config of another input size": _edit_config("image_size: 16", "image_size: 24"),
+    "config of another network": _edit_config(
+        "classifier_hidden:\n  - 64", "classifier_hidden:\n  - 7"
+    ),
+    "no kept checkpoint listed": None,  # pick.json's ranking emptied
+}
+
+
+def _damaged_copy(experiment: Path, copy: Path, damage) -> Path:
+    """A copy of ``experiment`` whose selected checkpoint (or pick.json) is damaged."""
+    shutil.copytree(experiment, copy)
+    pick = json.loads((copy / "pick.json").read_text())
+    if damage is None:
+        (copy / "pick.json").write_text(json.dumps({**pick, "ranking": []}))
+    else:
+        damage(copy / pick["ranking"][0]["checkpoint"])
+    return copy
+
+
+@pytest.mark.parametrize("case", list(DAMAGES))
+def test_export_of_a_damaged_experiment_is_one_line_and_writes_nothing(searched, tmp_path, case):
+    experiment = _damaged_copy(searched[0], tmp_path / "copy", DAMAGES[case])
+    out = tmp_path / "model.pt2"
+    result = CliRunner().invoke(main, ["export", str(experiment), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("raydm: error: ") and result.output.count("\n") == 1
+    assert not out.exists()
 
 
 def test_the_exported_model_runs_in_plain_torch_as_predict_does(searched, tmp_path):
@@ -217,3 +271,19 @@ def test_an_image_list_with_placeholder_labels_is_labelled_whole(searched, tmp_p
     result = _predict(experiment, "--images", f"list:{listing}", "--out", out)
     assert result.exit_code == 0, result.output
     assert [row["path"] for row in _rows(out)] == [str(path) for path in paths]
+
+
+def test_a_full_disk_while_writing_labels_is_one_error_and_leaves_no_part_file(
+    tmp_path, monkeypatch
+):
+    from raydm import predict
+
+    def full(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(predict.os, "replace", full)
+    out = tmp_path / "labels.csv"
+    with pytest.raises(predict.PredictError) as error:
+        predict.write_predictions(out, ["a"], torch.tensor([[0.2, 0.8]]), ("x", "y"), False)
+    assert str(error.value) == f"{out}: cannot write (No space left on device)"
+    assert list(tmp_path.iterdir()) == []

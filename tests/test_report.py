@@ -6,11 +6,13 @@ import json
 import math
 
 import pytest
+from click.testing import CliRunner
 from scipy.stats import spearmanr
 
 from raydm import layout
 from raydm import metrics as m
 from raydm.analysis import param_importances, validator_table
+from raydm.cli import main
 from raydm.config import load_config
 from raydm.experiment import ReportError, load_experiment
 from raydm.plots import write_plots
@@ -275,6 +277,28 @@ def test_an_incomplete_experiment_is_a_one_line_report_error(experiment_dir, mis
     assert str(path) in message and "\n" not in message
     if missing != "directory":
         assert missing in message
+
+
+@pytest.mark.parametrize("text", ["", "a,b\n1,2\n"])
+def test_a_results_file_without_trial_ids_is_a_one_line_report_error(experiment_dir, text):
+    (experiment_dir / layout.RESULTS_FILE).write_text(text)
+    with pytest.raises(ReportError) as error:
+        load_experiment(experiment_dir)
+    assert str(error.value) == (
+        f"{experiment_dir / layout.RESULTS_FILE}: no trial_id column: not a results file raydm "
+        "wrote"
+    )
+
+
+def test_plots_that_could_not_be_written_are_refused_before_the_report(experiment_dir, tmp_path):
+    (tmp_path / "a file").write_text("")
+    plots = tmp_path / "a file" / "figures"
+    result = CliRunner().invoke(main, ["report", str(experiment_dir), "--plots", str(plots)])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"raydm: error: --plots {plots}: cannot write into {plots}: {tmp_path / 'a file'} is a "
+        "file\n"
+    )
 
 
 def test_param_importance_is_refused_when_every_trial_scored_the_same(experiment_dir):

@@ -484,6 +484,19 @@ def test_a_new_search_under_an_existing_name_is_refused_and_touches_nothing(tmp_
     assert not (tmp_path / "d").exists()  # refused before any data was built
 
 
+def test_a_storage_path_that_could_not_be_written_is_refused_before_data_or_ray(tmp_path):
+    (tmp_path / "a file").write_text("")
+    storage = tmp_path / "a file" / "results"
+    args = ["tune", "--space", str(SPACES / "moons.yaml"), "--storage-path", str(storage)]
+    result = CliRunner().invoke(main, [*args, "--name", "run", "--set", f"data.root={tmp_path}/d"])
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"raydm: error: --storage-path {storage}: cannot write into {storage / 'run'}: "
+        f"{tmp_path / 'a file'} is a file\n"
+    )
+    assert not (tmp_path / "d").exists()
+
+
 def test_resume_may_change_where_a_search_runs(tmp_path):
     from raydm.tuning import check_same_search
 
