@@ -67,14 +67,24 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _scheduler_spans_the_schedule(self) -> ExperimentConfig:
-        max_t = self.search.scheduler.max_t
-        if self.search.scheduler.type == "asha" and max_t is not None and max_t < self.train.epochs:
+        max_t, epochs = self.search.scheduler.max_t, self.train.epochs
+        if max_t is None or max_t == epochs:
+            return self
+        if self.search.scheduler.type == "fifo":
             raise ValueError(
-                f"search.scheduler.max_t {max_t} is below train.epochs {self.train.epochs}: "
+                f"search.scheduler.max_t {max_t} is ASHA's last rung, but fifo runs every trial "
+                f"for train.epochs ({epochs}): leave max_t out"
+            )
+        if max_t < epochs:
+            raise ValueError(
+                f"search.scheduler.max_t {max_t} is below train.epochs {epochs}: "
                 "every trial would stop before its lr and lambda schedules end; lower "
                 "train.epochs instead"
             )
-        return self
+        raise ValueError(
+            f"search.scheduler.max_t {max_t} is above train.epochs {epochs}: no trial runs "
+            "past train.epochs, so the rungs above it would never be reached; leave max_t out"
+        )
 
     @model_validator(mode="after")
     def _backbone_fits_data(self) -> ExperimentConfig:

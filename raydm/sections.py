@@ -179,7 +179,11 @@ class SchedulerConfig(Section):
     reduction_factor: float = Field(
         3.0, gt=1, description="ASHA keeps 1/reduction_factor per rung."
     )
-    max_t: int | None = Field(None, ge=1, description="Last rung; default: train.epochs.")
+    max_t: int | None = Field(
+        None,
+        ge=1,
+        description="ASHA's last rung: train.epochs, the default and the only value accepted.",
+    )
     time_attr: Literal["training_iteration", "epoch"] = Field(
         "training_iteration", description="What ASHA counts (one per reported epoch)."
     )

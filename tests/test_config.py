@@ -68,6 +68,8 @@ params:
         ("params: {resources.cpu: {choice: [1, 2]}}", "resources.* is fixed for the whole search"),
         ("params: {1: 2}", "params: key 1 is not a dotted field name"),
         ("search: {scheduler: {max_t: 2}}", "search.scheduler.max_t 2 is below train.epochs 3"),
+        ("search: {scheduler: {max_t: 9}}", "search.scheduler.max_t 9 is above train.epochs 3"),
+        ("search: {scheduler: {type: fifo, max_t: 2}}", "but fifo runs every trial for train"),
         ("resources: {gpu: true}", "resources.gpu: expected a number, got True"),
         ("resources: {gpu: -1}", "resources.gpu: gpu must be 0 or more, got -1"),
         ("resources: {cpu: .inf}", "resources.cpu: Input should be a finite number"),
