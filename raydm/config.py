@@ -195,11 +195,27 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: the second would
+    silently replace the first (a second train: section, say)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     """Read, override (``key.path=value`` strings, values parsed as YAML) and validate."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
@@ -211,15 +227,16 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     overridden = {}
     for item in overrides:
         key, sep, text = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"{path}: --set {item!r}: expected key.path=value")
         try:
-            set_dotted(raw, key.strip(), yaml.safe_load(text))
+            set_dotted(raw, key, yaml.safe_load(text))
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: --set {item}:{_yaml_problem(err)}") from None
         except ValueError as err:
             raise ConfigError(f"{path}: --set {item}: {err}") from None
-        overridden[key.strip()] = item
+        overridden[key] = item
     return config_from_dict(raw, source=str(path), overridden=overridden)
 
 

@@ -160,6 +160,7 @@ def test_set_values_are_typed_by_the_schema(write_space):
         ("train.epochs=abc", "train.epochs: Input should be a valid integer"),
         ("train.nope=1", "train.nope: unknown key (from --set train.nope=1)"),
         ("train.epochs", "expected key.path=value"),
+        (" =3", "--set ' =3': expected key.path=value"),
         ("method=dan", "method: unknown method 'dan'"),
         ("train.epochs=true", "train.epochs: expected a number, got True"),
         # Method and backbone options are guarded as the sections are.
@@ -272,3 +273,11 @@ def test_a_choice_reads_back_what_this_and_older_raydm_versions_wrote():
     assert names.from_optuna("['b']") == ["b"]  # an old results.csv cell: Python's text
     assert names.from_optuna('["b"]') == ["b"]
     assert Choice((1, "1")).from_optuna("1") == "1" and Choice((1, "1")).from_optuna(1) == 1
+
+
+def test_a_key_given_twice_is_refused_not_silently_replaced(write_space):
+    path = write_space(VALID + "train: {epochs: 9}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    line = len(VALID.splitlines()) + 1
+    assert str(caught.value) == f"{path}: line {line} invalid YAML: 'train' is given twice"

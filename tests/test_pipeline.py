@@ -136,5 +136,6 @@ def test_auto_storage_streams_what_exceeds_the_memory_budget(tmp_path, write_spa
 def test_a_bad_file_is_found_before_streaming_starts(tmp_path, write_space):
     config = load_config(_folders_space(tmp_path, write_space, "stream"))
     (tmp_path / "tgt" / "dog" / "img 3.png").write_bytes(b"truncated")
-    with pytest.raises(ValueError, match=r"data.target: image .*img 3.png cannot be read"):
+    with pytest.raises(ValueError, match=r"data.target: image .*img 3.png cannot be read") as e:
         load_domain_pair(config.data)
+    assert str(e.value).endswith("img 3.png cannot be read: not an image format PIL knows")

@@ -128,10 +128,13 @@ def _opened(path: str):
     when reading fails inside the block (PIL decodes lazily)."""
     from PIL import Image, UnidentifiedImageError
 
+    path = str(path)  # paths come as numpy strings, which PIL's messages would show raw
     try:
         with Image.open(path) as image:
             yield image
     except FileNotFoundError:
         raise ValueError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except UnidentifiedImageError:
+        raise ValueError(f"image {path} cannot be read: not an image format PIL knows") from None
+    except OSError as err:
         raise ValueError(f"image {path} cannot be read: {err}") from None
