@@ -41,9 +41,10 @@ def writable(ctx: click.Context, param: click.Parameter, path: Path | None) -> P
     """Refuse an output that could not be written, before the command's work (one line)."""
     from raydm.layout import unwritable
 
-    directory = Path(path or ".").parent if param.name == "out" else Path(path or ".")
-    if path is not None and (problem := unwritable(directory)):
-        fail(f"{param.opts[0]} {path}: {problem}", USAGE_ERROR)
+    if path is not None:
+        directory = Path(path).parent if param.name == "out" else Path(path)  # --out: a file
+        if problem := unwritable(directory):
+            fail(f"{param.opts[0]} {path}: {problem}", USAGE_ERROR)
     return path
 
 
