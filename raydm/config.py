@@ -293,6 +293,10 @@ FIXED_WITH_DATA = {
     "model.backbone_args.weights_path",
 }
 
+# They choose the target samples every validator (and EnsV's ensemble) scores: trials are
+# compared, and their softmaxes stacked, only on the same samples.
+FIXED_FOR_COMPARISON = {"train.seed", "train.validation_samples"}
+
 
 def _check_searchable(config: ExperimentConfig, key: str, source: str) -> None:
     node: Any = config
@@ -306,6 +310,11 @@ def _check_searchable(config: ExperimentConfig, key: str, source: str) -> None:
         raise ConfigError(
             f"{source}: params.{key}: the backbone and its weights fix the input pipeline and "
             "are loaded once per search; run one search per value"
+        )
+    if key in FIXED_FOR_COMPARISON:
+        raise ConfigError(
+            f"{source}: params.{key}: it chooses the target samples the validators score, and "
+            "trials are compared on the same ones; run one search per value"
         )
     if key == "train.epochs" and config.search.scheduler.type == "asha":
         raise ConfigError(

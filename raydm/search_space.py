@@ -199,9 +199,5 @@ def optuna_space(params: dict[str, Distribution]) -> dict[str, Any]:
 
 def sampled_values(params: dict[str, Distribution], sampled: dict[str, Any]) -> dict[str, Any]:
     """The config values of the params a searcher sampled (those it did: a trial that never
-    started has none)."""
-    return {
-        key: dist.from_optuna(sampled[key])
-        for key, dist in params.items()
-        if sampled.get(key) is not None
-    }
+    started has none). A sampled None is a value: a choice may offer null."""
+    return {key: dist.from_optuna(sampled[key]) for key, dist in params.items() if key in sampled}

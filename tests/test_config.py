@@ -66,6 +66,11 @@ params:
             "data.* is fixed for the whole search",
         ),
         ("params: {resources.cpu: {choice: [1, 2]}}", "resources.* is fixed for the whole search"),
+        ("params: {train.seed: {choice: [0, 1]}}", "params.train.seed: it chooses the target"),
+        (
+            "params: {train.validation_samples: {choice: [50, 100]}}",
+            "trials are compared on the same ones; run one search per value",
+        ),
         ("params: {1: 2}", "params: key 1 is not a dotted field name"),
         ("search: {scheduler: {max_t: 2}}", "search.scheduler.max_t 2 is below train.epochs 3"),
         ("search: {scheduler: {max_t: 9}}", "search.scheduler.max_t 9 is above train.epochs 3"),

@@ -102,6 +102,17 @@ def test_a_choice_of_lists_is_searched_in_a_stored_study_and_comes_back_as_lists
     assert {s["model.classifier_hidden"] for s in sampled} == {"[100, 100]", "[200]"}
     # results.csv holds the same text, and reading it gives the list back
     assert Choice(([100, 100], [200])).from_optuna("[200]") == [200]
+
+
+def test_a_choice_of_null_is_a_sampled_value_that_the_trial_gets():
+    # Optuna hands null back as None; a trial that drew it failed on a "missing" param.
+    config = load_config(
+        SPACES / "moons.yaml", ["params.train.iters_per_epoch={choice: [null, 5]}"]
+    )
+    values = sampled_values(config.params, {"train.lr": 0.01, "train.iters_per_epoch": None})
+    assert values["train.iters_per_epoch"] is None
+    assert config.fixed({**values, "method_args.lambda_max": 1.0}).train.iters_per_epoch is None
+    assert "train.iters_per_epoch" not in sampled_values(config.params, {})  # never started
     with pytest.raises(ValueError, match="not one of the choices"):
         Choice(([100, 100], [200])).from_optuna("[300]")
 
