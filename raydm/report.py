@@ -22,7 +22,7 @@ def render_text(experiment: Experiment) -> str:
     """The leaderboard, the best config's path, the failed trials and the validator table."""
     config = experiment.config
     metric = experiment.metric
-    lines = [f"selecting on {metric} ({experiment.mode}), {len(experiment.results)} trials"]
+    lines = [f"{len(experiment.results)} trials, {config.search.ranking_words()}"]
     headers = ["trial", "status", "epochs", *config.params, f"best {metric}", "@epoch"]
     headers.append(f"final {m.TARGET_ACC}")
     rows = [

@@ -288,6 +288,11 @@ class SearchConfig(Section):
         """What the final pick ranks by: select, or metric."""
         return self.select or self.metric
 
+    def ranking_words(self) -> str:
+        """What ranks the trials and what makes the final pick, for a command's first line."""
+        steered = f"ranked by {self.metric} ({self.mode})"
+        return steered if self.selector == self.metric else f"{steered}, picked by {self.selector}"
+
     def checkpoint_ranking(self) -> tuple[str, str]:
         """The metric and mode a trial's checkpoints are ranked by to keep the best: the
         selector when it is a metric (in its own direction unless it is metric), else

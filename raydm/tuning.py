@@ -233,7 +233,7 @@ def run_search(
                 verbose=0,
             ),
         )
-    echo(f"searching: {config.search.num_samples} trials, selecting on {config.search.metric}")
+    echo(f"searching: {config.search.num_samples} trials, {config.search.ranking_words()}")
     handler = signal.getsignal(signal.SIGINT)
     grid = tuner.fit()  # the first Ctrl-C makes Tune save its state and return here
     trials = summarize(grid, config)

@@ -286,3 +286,12 @@ def test_a_key_given_twice_is_refused_not_silently_replaced(write_space):
         load_config(path)
     line = len(VALID.splitlines()) + 1
     assert str(caught.value) == f"{path}: line {line} invalid YAML: 'train' is given twice"
+
+
+def test_a_search_says_what_ranks_its_trials_and_what_picks_the_model():
+    shipped = load_config(SPACES / "dann.yaml").search
+    assert shipped.ranking_words() == "ranked by val/im (max)"
+    split = load_config(
+        SPACES / "moons.yaml", ["search.metric=val/source_loss", "search.select=ensv"]
+    )
+    assert split.search.ranking_words() == "ranked by val/source_loss (min), picked by ensv"

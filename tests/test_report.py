@@ -180,6 +180,7 @@ def test_a_validator_monotone_in_the_oracle_has_rank_correlation_one(experiment_
 def test_render_text_shows_leaderboard_best_config_failures_and_validators(experiment_dir):
     text = render_text(load_experiment(experiment_dir))
     lines = text.splitlines()
+    assert lines[0].endswith(" trials, ranked by val/source_acc (max)")
     header = next(line for line in lines if line.startswith("trial "))
     assert "train.lr" in header and "best val/source_acc" in header and "@epoch" in header
     row_a = next(line for line in lines if line.startswith(A)).split()
