@@ -80,19 +80,22 @@ def final_pick(
     kept the softmax EnsV needs, or none reported the selector's metric). EnsV's ensemble is
     every epoch of those trials, kept or not. None when no trial kept a checkpoint."""
     eligible = {trial.trial_id for trial in trials if trial.status in ("completed", "stopped")}
-    frames, kept = [], {}
+    histories, kept = {}, {}
     for result in grid:
         trial_id = _trial_id(result)
         history = result.metrics_dataframe
         if history is not None and len(history):
-            frames.append(history.assign(**{selection.TRIAL_ID: trial_id}))
+            histories[trial_id] = history.assign(**{selection.TRIAL_ID: trial_id})
         for checkpoint, reported in result.best_checkpoints or []:
             if m.EPOCH in reported:
                 kept[(trial_id, int(reported[m.EPOCH]))] = _relative(
                     checkpoint.path, experiment_path
                 )
-    if not frames:
+    if not histories:
         return None
+    # Trials in results.csv's order (best first by search.metric), as the report reads them,
+    # so that a tie of the selector goes to the same point in both.
+    frames = [histories[trial.trial_id] for trial in trials if trial.trial_id in histories]
     points = selection.candidates(pd.concat(frames, ignore_index=True), eligible)
     selector = config.search.selector
     softmaxes: dict[selection.Point, Any] = {}

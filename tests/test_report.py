@@ -308,3 +308,48 @@ def test_param_importance_is_refused_when_every_trial_scored_the_same(experiment
     same = [{**row, column: 0.5} for row in experiment.results if row["status"] != "failed"]
     with pytest.raises(ReportError, match="different val/source_acc values"):
         param_importances(dataclasses.replace(experiment, results=same))
+
+
+def _finished_trial(trial_id: str, values: list[tuple[float, float]]):
+    """A trial as Tune's ResultGrid hands it over: its reports, each epoch kept."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    rows = [
+        {m.EPOCH: epoch, m.EPOCHS_PLANNED: len(values), m.IM: im, m.SOURCE_VAL_ACC: accuracy}
+        for epoch, (im, accuracy) in enumerate(values, start=1)
+    ]
+    kept = [(SimpleNamespace(path=f"/e/{trial_id}/checkpoint_{r[m.EPOCH]}"), r) for r in rows]
+    return SimpleNamespace(
+        metrics={**rows[-1], "trial_id": trial_id},
+        metrics_dataframe=pd.DataFrame(rows),
+        best_checkpoints=kept,
+        checkpoint=None,
+        path=f"/e/{trial_id}",
+        error=None,
+        config={"train.lr": 0.01},
+    )
+
+
+def test_a_tie_of_the_selector_goes_to_the_same_point_in_the_pick_and_the_report():
+    from raydm.analysis import criterion_table
+    from raydm.results import final_pick, summarize
+    from raydm.selection import candidates
+
+    overrides = ["search.metric=val/im", "search.select=val/source_acc", "params={}"]
+    config = load_config(SPACES / "moons.yaml", overrides)
+    # B was created first; A ranks first by IM. Both reach source accuracy 0.95 once.
+    grid = [
+        _finished_trial("B", [(0.1, 0.90), (0.2, 0.95)]),
+        _finished_trial("A", [(0.3, 0.95), (0.4, 0.90)]),
+    ]
+    trials = summarize(grid, config)
+    assert [t.trial_id for t in trials] == ["A", "B"]  # results.csv's order
+    pick = final_pick(grid, trials, config, "/e", print).pick
+    import pandas as pd
+
+    histories = pd.concat([g.metrics_dataframe.assign(trial_id=g.path[-1]) for g in grid[::-1]])
+    (reported,) = criterion_table(candidates(histories, {"A", "B"}), [m.SOURCE_VAL_ACC])
+    assert (pick.trial_id, pick.epoch) == ("A", 1)
+    assert (reported["picked_trial"], reported["picked_epoch"]) == ("A", 1)
