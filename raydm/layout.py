@@ -32,7 +32,9 @@ SOFTMAX_FILE = "target_softmax.pt"
 # results.csv: these columns, each searched param, best:<metric>, best_epoch, final:<name> for
 # every metric the trials reported, checkpoint, platform and reason.
 TRIAL_ID = "trial_id"
-STATUS = "status"  # completed | stopped (early, by the scheduler) | failed | unstarted
+STATUS = (
+    "status"  # completed | stopped (early, by the scheduler) | failed | interrupted | unstarted
+)
 EPOCHS = "epochs"
 BEST_EPOCH = "best_epoch"
 REASON = "reason"  # why a failed trial failed
@@ -40,7 +42,7 @@ PLATFORM = "platform"  # what the trial last ran on (raydm.engine.platform)
 CHECKPOINT = "checkpoint"  # the trial's best kept checkpoint by the selector, relative path
 BEST_PREFIX = "best:"
 FINAL_PREFIX = "final:"
-STATUSES = ("completed", "stopped", "failed", "unstarted")
+STATUSES = ("completed", "stopped", "failed", "interrupted", "unstarted")
 
 
 def best_column(metric: str) -> str:

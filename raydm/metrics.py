@@ -95,6 +95,11 @@ SELECTORS = (*SELECTABLE, ENSV)
 LABEL_FREE = (*VALIDATORS, SOURCE_VAL_LOSS, ENSV)  # every selector that needs no target label
 
 
+# Tune's own key, in every result: False in the last result of a trial the search's
+# interruption left running.
+DONE = "done"
+
+
 def is_reported(name: str) -> bool:
     """Whether ``name`` is one of raydm's own per-epoch metrics (not Tune's bookkeeping)."""
     return name.startswith(("train/", "val/", "oracle/", "time/", "gpu/", BEST_PREFIX))

@@ -24,6 +24,7 @@ STATUS_COLOURS = {
     "completed": "tab:green",
     "stopped": "tab:orange",
     "failed": "tab:red",
+    "interrupted": "tab:purple",
     "unstarted": "tab:gray",
 }
 

@@ -23,10 +23,13 @@ Echo = Callable[[str], None]
 
 
 def trial_status(result: dict, max_epochs: int) -> str:
-    """failed (it reported m.FAILED), stopped (before its last epoch: ASHA or an interruption)
-    or completed, from an ended trial's last result."""
+    """failed (it reported m.FAILED), interrupted (still running when the search was: Tune
+    marks every other trial's last result done), stopped (before its last epoch, by ASHA) or
+    completed, from a trial's last result."""
     if result.get(m.FAILED):
         return "failed"
+    if not result.get(m.DONE, True):
+        return "interrupted"
     planned = min(result.get(m.EPOCHS_PLANNED, max_epochs), max_epochs)
     return "stopped" if result.get(m.EPOCH, 0) < planned else "completed"
 
@@ -34,7 +37,7 @@ def trial_status(result: dict, max_epochs: int) -> str:
 @dataclass(frozen=True)
 class TrialSummary:
     trial_id: str
-    status: str  # completed | stopped (early, by the scheduler) | failed | unstarted
+    status: str  # completed | stopped (early, by the scheduler) | failed | interrupted | unstarted
     params: dict[str, Any]
     epochs: int
     final: dict[str, float]

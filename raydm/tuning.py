@@ -240,7 +240,7 @@ def run_search(
     experiment_dir.mkdir(parents=True, exist_ok=True)
     best_config, unfinished, chosen = None, 0, None
     if _interrupted(handler):
-        finished = sum(t.status != "unstarted" for t in trials)
+        finished = sum(t.status not in ("interrupted", "unstarted") for t in trials)
         unfinished = config.search.num_samples - finished
     elif trials and not math.isnan(trials[0].best_value):
         chosen = final_pick(grid, trials, config, experiment_path, echo)

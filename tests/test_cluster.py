@@ -123,6 +123,12 @@ def test_ctrl_c_saves_the_search_and_resume_finishes_the_same_trials(tmp_path):
     assert "the search state is saved: continue it with --name run --resume" in output
     interrupted = _epochs(storage)
     assert 0 < len(interrupted) <= 4 and any(len(e) < 6 for e in interrupted.values())
+    # Under fifo nothing stops early: a trial cut short was running, and is still to finish.
+    with (storage / "run" / "results.csv").open() as handle:
+        statuses = [row["status"] for row in csv.DictReader(handle)]
+    assert "stopped" not in statuses and "interrupted" in statuses, statuses
+    unfinished = 4 - statuses.count("completed")
+    assert f"interrupted with {unfinished} trials unfinished" in output
 
     resumed = _tune(space, storage, "--resume")
     output, _ = resumed.communicate(timeout=240)

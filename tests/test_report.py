@@ -353,3 +353,13 @@ def test_a_tie_of_the_selector_goes_to_the_same_point_in_the_pick_and_the_report
     (reported,) = criterion_table(candidates(histories, {"A", "B"}), [m.SOURCE_VAL_ACC])
     assert (pick.trial_id, pick.epoch) == ("A", 1)
     assert (reported["picked_trial"], reported["picked_epoch"]) == ("A", 1)
+
+
+def test_a_trial_the_interruption_left_running_is_interrupted_not_stopped():
+    from raydm.results import trial_status
+
+    last = {m.EPOCH: 2, m.EPOCHS_PLANNED: 4}
+    assert trial_status({**last, m.DONE: False}, 4) == "interrupted"
+    assert trial_status({**last, m.DONE: True}, 4) == "stopped"  # Tune marks ASHA's stops done
+    assert trial_status({**last, m.EPOCH: 4, m.DONE: True}, 4) == "completed"
+    assert trial_status({**last, m.FAILED: True, m.DONE: False}, 4) == "failed"
