@@ -24,6 +24,10 @@ class ResumableASHA(ASHAScheduler):
     epoch against only the values reported since the resume. Here each restored trial's
     reports are replayed from its progress file, so the rungs hold what they held; a stop
     decided on a trial's last report, lost to the interruption, is carried out at its next one.
+    The restored trials' reports are replayed together, in the order they were made (Tune's
+    whole-second timestamps, then the order the trials were created): a trial's decision at a
+    rung depends on the trials that reached it before, and trial by trial, a trial would meet
+    rivals that came after it and could be stopped where the search had promoted it.
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class ResumableASHA(ASHAScheduler):
             grace_period=grace_period, max_t=max_t, reduction_factor=reduction_factor, **kwargs
         )
         self._stop_at_next_report: set[str] = set()
+        self._to_replay: list[Trial] = []
         if cutoff == "rank":  # Ray's rungs, cut by rank (Ray is pinned to 2.60)
             self._brackets = [
                 RankCutoffBracket(grace_period, max_t, reduction_factor, s, self._stop_last_trials)
@@ -47,15 +52,27 @@ class ResumableASHA(ASHAScheduler):
 
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
         super().on_trial_add(tune_controller, trial)
-        if not trial.run_metadata.last_result:
-            return  # a new trial: nothing reported yet
-        decision = TrialScheduler.CONTINUE
-        for result in _reported(trial):
+        if trial.run_metadata.last_result:  # restored: replayed with the others before a result
+            self._to_replay.append(trial)
+
+    def _replay(self, tune_controller) -> None:
+        trials, self._to_replay = self._to_replay, []
+        reports = [
+            (result.get("timestamp", 0), order, step, trial, result)
+            for order, trial in enumerate(trials)
+            for step, result in enumerate(_reported(trial))
+        ]
+        last_decisions = {}
+        for *_, trial, result in sorted(reports, key=lambda report: report[:3]):
             decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and trial.status != Trial.TERMINATED:
-            self._stop_at_next_report.add(trial.trial_id)
+            last_decisions[trial.trial_id] = trial, decision
+        for trial, decision in last_decisions.values():
+            if decision == TrialScheduler.STOP and trial.status != Trial.TERMINATED:
+                self._stop_at_next_report.add(trial.trial_id)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        if self._to_replay:
+            self._replay(tune_controller)
         if trial.trial_id in self._stop_at_next_report:
             self._stop_at_next_report.discard(trial.trial_id)
             return TrialScheduler.STOP

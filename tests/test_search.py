@@ -517,8 +517,11 @@ def test_resume_may_change_where_a_search_runs(tmp_path):
     check_same_search(moved, str(tmp_path))  # no error
 
 
-def _restored_trial(directory, trial_id: str, status: str, values: list[float]):
-    """A trial as Tune restores it for --resume: its reports in its progress file."""
+def _restored_trial(
+    directory, trial_id: str, status: str, values: list[float], times: list[int] | None = None
+):
+    """A trial as Tune restores it for --resume: its reports (made at Tune's whole-second
+    ``times``, by default all at once) in its progress file."""
     from types import SimpleNamespace
 
     from pyarrow.fs import LocalFileSystem
@@ -527,9 +530,10 @@ def _restored_trial(directory, trial_id: str, status: str, values: list[float]):
     trial_dir.mkdir()
     with (trial_dir / "progress.csv").open("w", newline="") as handle:
         rows = csv.writer(handle)
-        rows.writerow([m.SOURCE_VAL_ACC, m.SND, "training_iteration"])
+        rows.writerow([m.SOURCE_VAL_ACC, m.SND, "training_iteration", "timestamp"])
         for epoch, value in enumerate(values, start=1):
-            rows.writerow([value, "", epoch])  # the costly validator blank, as on most epochs
+            # The costly validator blank, as on most epochs.
+            rows.writerow([value, "", epoch, times[epoch - 1] if times else 0])
     return SimpleNamespace(
         trial_id=trial_id,
         status=status,
@@ -586,6 +590,25 @@ def test_a_resumed_asha_search_keeps_its_rungs_and_a_stop_the_interruption_lost(
     resumed.on_trial_add(None, later)
     at_rung_1_again = {m.SOURCE_VAL_ACC: 0.7, "training_iteration": 1}
     assert resumed.on_trial_result(None, later, at_rung_1_again) == TrialScheduler.STOP
+
+
+def test_a_resumed_asha_replays_the_trials_reports_in_the_order_they_were_made(tmp_path):
+    from ray.tune.schedulers import TrialScheduler
+
+    from raydm.schedulers import ResumableASHA
+
+    resumed = ResumableASHA(
+        metric=m.SOURCE_VAL_ACC, mode="max", max_t=6, grace_period=2, reduction_factor=2
+    )
+    # "late" reached the rung at epoch 2 alone (at second 100) and went on; "early", created
+    # first, reached it after (second 105) with more. Ctrl-C came during late's epoch 3.
+    early = _restored_trial(tmp_path, "early", "RUNNING", [0.9, 0.97], [95, 105])
+    late = _restored_trial(tmp_path, "late", "RUNNING", [0.8, 0.95], [90, 100])
+    resumed.on_trial_add(None, early)
+    resumed.on_trial_add(None, late)
+    epoch_3 = {m.SOURCE_VAL_ACC: 0.96, "training_iteration": 3}
+    # Replayed trial by trial, late would meet early's 0.97 at the rung and be stopped now.
+    assert resumed.on_trial_result(None, late, epoch_3) == TrialScheduler.CONTINUE
 
 
 def _decisions(cutoff: str | None, values: list[float]) -> list[str]:
