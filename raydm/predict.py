@@ -210,9 +210,7 @@ def read_images(spec: str, model: Model) -> Images:
 def _folder_images(folder: Path) -> Images:
     if not folder.is_dir():
         raise ValueError(f"folder {folder} does not exist")
-    paths = sorted(
-        str(path) for path in folder.rglob("*") if path.suffix.lower() in files.IMAGE_SUFFIXES
-    )
+    paths = [str(path) for path in files.image_files(folder)]
     if not paths:
         raise ValueError(
             f"folder {folder} holds no images ({', '.join(sorted(files.IMAGE_SUFFIXES))})"

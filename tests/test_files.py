@@ -8,6 +8,8 @@ from PIL import Image
 
 from raydm.cli import main
 from raydm.config import load_config
+from raydm.data import find_domain
+from raydm.data.files import decode_image
 from raydm.data.pair import load_domain_pair
 from raydm.sections import DataConfig
 from tests.conftest import tune_ok, tune_refused
@@ -171,3 +173,65 @@ params: {{train.lr: {{loguniform: [1.0e-3, 1.0e-1]}}}}
     assert (
         load_config(storage / "folders" / "best.yaml").data.source == f"folder:{tmp_path / 'src'}"
     )
+
+
+def test_hidden_entries_are_skipped_and_linked_folders_followed(tmp_path):
+    root = _folder(tmp_path / "d", per_class=2)
+    (root / ".ipynb_checkpoints").mkdir()  # would be a class the other domain lacks
+    (root / "cat" / "._img 0.png").write_bytes(b"a Mac resource fork, no image")
+    _image(root / "cat" / ".thumbnails" / "img 0.png", 0)  # a copy: it could reach two splits
+    _image(tmp_path / "more" / "extra.png", 7)
+    (root / "dog" / "more").symlink_to(tmp_path / "more", target_is_directory=True)
+    (root / "dog" / "more" / "loop").symlink_to(root / "dog", target_is_directory=True)
+    samples = find_domain(f"folder:{root}").build(DataConfig())
+    assert samples.class_names == CLASSES
+    names = sorted(str(path).removeprefix(f"{root}/") for path in samples.train.paths)
+    assert names == [
+        "cat/img 0.png", "cat/img 1.png",
+        "dog/img 0.png", "dog/img 1.png", "dog/more/extra.png",
+        "fox/img 0.png", "fox/img 1.png",
+    ]  # fmt: skip
+
+
+def test_a_16_bit_grey_image_is_scaled_to_8_bits_not_clipped(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    decoded = decode_image(str(tmp_path / "deep.png"), 16, 1)[0, 0]
+    assert decoded.tolist() == np.round(ramp[0] / 257).astype(int).tolist()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cat/img 0.png 0\ncat/img 0.png 0\n", "line 2: cat/img 0.png is listed again"),
+        ("cat/img 0.png ²\n", "line 1: expected 'relative/path label'"),
+        ("caf\xe9/a.png 0\n", "is not UTF-8 text"),
+    ],
+)
+def test_a_bad_image_list_is_refused_naming_its_line(tmp_path, text, expected):
+    _folder(tmp_path, per_class=2)
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(text.encode("latin-1" if "\xe9" in text else "utf-8"))
+    with pytest.raises(ValueError, match=expected):
+        find_domain(f"list:{listing}").build(DataConfig())
+
+
+def test_an_image_list_with_a_byte_order_mark_reads_its_first_path(tmp_path):
+    _folder(tmp_path, per_class=2)
+    listing = tmp_path / "list.txt"
+    listing.write_text("\ufeffcat/img 0.png 0\ndog/img 0.png 1\n", encoding="utf-8")
+    samples = find_domain(f"list:{listing}").build(DataConfig())
+    assert [str(p) for p in samples.train.paths][0] == str(tmp_path / "cat" / "img 0.png")
+
+
+def test_a_folder_and_a_list_of_the_same_numbered_classes_in_another_order_say_so(tmp_path):
+    classes = tuple(str(k) for k in range(1, 12))  # folders sort 1, 10, 11, 2, ...
+    root = tmp_path / "d"
+    for k in classes:
+        _image(root / k / "img 0.png", 20 * int(k))
+    listing = tmp_path / "d" / "list.txt"
+    listing.write_text("".join(f"{k}/img 0.png {k}\n" for k in classes))
+    config = DataConfig(source=f"folder:{root}", target=f"list:{listing}")
+    with pytest.raises(ValueError, match="have the same classes in another order"):
+        load_domain_pair(config)

@@ -27,11 +27,41 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 
 
+def _visible(name: str) -> bool:
+    """Not a hidden file or folder (.ipynb_checkpoints, a Mac's ._x.png, __MACOSX from a zip):
+    as a class it would not match the other domain's, as an image it is a copy or no image."""
+    return not name.startswith(".") and name != "__MACOSX"
+
+
+def class_folders(path: Path) -> list[Path]:
+    """An ImageFolder tree's class folders, sorted by name."""
+    return sorted(child for child in path.iterdir() if child.is_dir() and _visible(child.name))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images at any depth below ``folder``, sorted, following linked folders (as
+    torchvision's ImageFolder does) but each real folder once."""
+    found, seen = [], set()
+    for directory, subdirectories, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:  # a link back up the tree
+            subdirectories.clear()
+            continue
+        seen.add(real)
+        subdirectories[:] = [name for name in subdirectories if _visible(name)]
+        found += [
+            Path(directory, name)
+            for name in names
+            if _visible(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        ]
+    return sorted(found)
+
+
 def check_folder(path: Path) -> None:
     """Raise ValueError, naming the path, unless it is an ImageFolder tree."""
     if not path.is_dir():
         raise ValueError(f"folder {path} does not exist")
-    if not any(child.is_dir() for child in path.iterdir()):
+    if not class_folders(path):
         raise ValueError(f"folder {path} has no class sub-folders (expected PATH/<class>/<image>)")
 
 
@@ -43,10 +73,10 @@ def check_list(path: Path) -> None:
 def build_folder(path: str | Path, config: DataConfig) -> DomainSamples:
     path = Path(path)
     check_folder(path)
-    class_names = tuple(sorted(child.name for child in path.iterdir() if child.is_dir()))
+    class_names = tuple(child.name for child in class_folders(path))
     files, labels = [], []
     for index, name in enumerate(class_names):
-        images = sorted(p for p in (path / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = image_files(path / name)
         files += images
         labels += [index] * len(images)
     if not files:
@@ -59,14 +89,25 @@ def build_list(path: str | Path, config: DataConfig, base: Path | None = None) -
     the list's folder, or ``data.root`` if the first image is only found there)."""
     path = Path(path)
     check_list(path)
-    relatives, raw_labels = [], []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:  # utf-8-sig: a list saved by a Windows editor starts with a byte-order mark
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"image list {path} is not UTF-8 text ({err.reason})") from None
+    relatives, raw_labels, lines_of = [], [], {}
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         relative, _, label = line.rstrip().rpartition(" ")
-        if not relative or not label.lstrip("-").isdigit():
+        if not relative or not (label.lstrip("-").isascii() and label.lstrip("-").isdigit()):
             raise ValueError(f"{path} line {number}: expected 'relative/path label', got {line!r}")
-        relatives.append(relative.strip())
+        relative = relative.strip()
+        if relative in lines_of:  # it would land in both the training and the test split
+            raise ValueError(
+                f"{path} line {number}: {relative} is listed again (first on line "
+                f"{lines_of[relative]})"
+            )
+        lines_of[relative] = number
+        relatives.append(relative)
         raw_labels.append(int(label))
     if not relatives:
         raise ValueError(f"image list {path} is empty")
@@ -96,11 +137,29 @@ def decode_image(path: str, size: int, channels: int) -> torch.Tensor:
         # A JPEG at least twice the target size decodes at a reduced scale (DCT scaling),
         # still no smaller than the target, instead of at full size.
         image.draft(mode, (size, size))
+        image = _eight_bit(image, path)
         pixels = np.asarray(
             image.convert(mode).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8
         )
     tensor = torch.from_numpy(pixels.copy())
     return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1).contiguous()
+
+
+def _eight_bit(image, path: str):
+    """``image`` in 8 bits: PIL would clip a 16-bit grey image (mode I;16, or I as PNG opens
+    it) to 255, almost all white, rather than scale it."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(f"image {path} cannot be read: its values exceed 16 bits")
+        # Mode I also holds 8-bit images (some TIFFs): those are kept as they are.
+        scale = 257 if image.mode != "I" or values.max() > 255 else 1
+        return Image.fromarray(np.round(values / scale).astype(np.uint8))
+    if image.mode == "F":
+        raise ValueError(f"image {path} cannot be read: floating-point images are not supported")
+    return image
 
 
 def decode_all(files: ImageFiles, size: int, channels: int) -> LabelledSet:
