@@ -165,6 +165,28 @@ def test_corrupt_usps_file_is_a_clear_error(tmp_path):
         standard.build_usps(DataConfig(root=str(tmp_path)))
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_damaged_mnist_files_are_named_not_blamed_on_a_download(tmp_path, damage, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    _mnist(tmp_path)
+    images = tmp_path / "mnist" / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    data = images.read_bytes()
+    images.write_bytes(bytes(range(256)) * 8 if damage == "garbage" else data[: len(data) // 2])
+    original = MNIST.__init__
+
+    def no_download(self, root, train=True, download=False, **kwargs):
+        assert not download, "the files are there: nothing to download"
+        original(self, root, train=train, download=False, **kwargs)
+
+    monkeypatch.setattr(MNIST, "__init__", no_download)
+    with pytest.raises(ValueError) as caught:
+        standard.build_mnist(DataConfig(root=str(tmp_path)))
+    message = str(caught.value)
+    assert message.startswith(f"MNIST files under {tmp_path / 'mnist'} cannot be read (")
+    assert "\n" not in message
+
+
 def _mnistm(root, n_train=20, n_test=10):
     folder = root / "mnist_m"
     for split, n in (("train", n_train), ("test", n_test)):

@@ -136,8 +136,14 @@ def _torchvision(dataset_class, root: Path, expected: str, **split):
     """Open a torchvision dataset from ``root``, downloading it when absent; fail fast."""
     try:
         return dataset_class(str(root), download=False, **split)
-    except (RuntimeError, FileNotFoundError):
+    except FileNotFoundError:
         pass
+    except Exception as err:  # noqa: BLE001 - torchvision's readers fail in many ways
+        if "not found" not in str(err).lower():  # there, but damaged: a download would not help
+            raise ValueError(
+                f"{dataset_class.__name__} files under {root} cannot be read "
+                f"({type(err).__name__}): replace them with the published ones ({root}/{expected})"
+            ) from None
     log.info("downloading %s into %s", dataset_class.__name__, root)
     try:
         with downloads.bounded_wait():
