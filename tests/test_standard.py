@@ -187,6 +187,18 @@ def test_damaged_mnist_files_are_named_not_blamed_on_a_download(tmp_path, damage
     assert "\n" not in message
 
 
+def test_a_usps_line_out_of_range_and_an_svhn_file_without_digits_are_named(tmp_path):
+    (tmp_path / "usps").mkdir()
+    for name in ("usps.bz2", "usps.t.bz2"):
+        (tmp_path / "usps" / name).write_bytes(bz2.compress(b"1 1:0.5\n2 300:0.5\n"))
+    with pytest.raises(ValueError, match=r"usps.bz2 line 2: not a USPS libsvm line \(feature 300"):
+        standard.build_usps(DataConfig(root=str(tmp_path)))
+    (tmp_path / "svhn").mkdir()
+    savemat(tmp_path / "svhn" / "train_32x32.mat", {"images": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match="train_32x32.mat is not SVHN's cropped digits"):
+        standard.read_svhn(tmp_path / "svhn" / "train_32x32.mat")
+
+
 def _mnistm(root, n_train=20, n_test=10):
     folder = root / "mnist_m"
     for split, n in (("train", n_train), ("test", n_test)):

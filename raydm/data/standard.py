@@ -110,11 +110,16 @@ def read_usps(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     images = np.zeros((len(lines), 256), dtype=np.float32)
     labels = np.zeros(len(lines), dtype=np.int64)
     for row, line in enumerate(lines):
-        label, *pairs = line.split()
-        labels[row] = int(float(label)) - 1
-        for pair in pairs:
-            index, value = pair.split(":")
-            images[row, int(index) - 1] = float(value)
+        try:
+            label, *pairs = line.split()
+            labels[row] = int(float(label)) - 1
+            for pair in pairs:
+                index, value = pair.split(":")
+                if not 1 <= int(index) <= 256:
+                    raise IndexError(f"feature {index} of 256")
+                images[row, int(index) - 1] = float(value)
+        except (ValueError, IndexError) as err:
+            raise ValueError(f"{path} line {row + 1}: not a USPS libsvm line ({err})") from None
     pixels = np.round((images + 1) / 2 * 255).clip(0, 255).astype(np.uint8)
     return torch.from_numpy(pixels.reshape(-1, 1, 16, 16)), torch.from_numpy(labels)
 
@@ -127,6 +132,8 @@ def read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         mat = loadmat(path)
     except (OSError, ValueError) as err:
         raise ValueError(f"{path} is not a MATLAB file: {err}") from None
+    if "X" not in mat or "y" not in mat:
+        raise ValueError(f"{path} is not SVHN's cropped digits: it holds no X and y")
     images = torch.from_numpy(np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1)))
     labels = torch.from_numpy(mat["y"].astype(np.int64).flatten() % 10)
     return images, labels
