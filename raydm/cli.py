@@ -203,15 +203,14 @@ def train(config_path, overrides, seeds) -> None:
     from raydm.data.pair import DataError, load_domain_pair
     from raydm.networks import WeightsError, pretrained_state
 
-    try:
+    try:  # streamed images are decoded, and can fail, in training too
         data = load_domain_pair(config.data)
         pretrained = pretrained_state(config.model.backbone, config.model.backbone_args)
+        engine.use_threads_of(config)
+        click.echo(f"platform: {engine.platform(config)}")
+        runs = engine.fit_seeds(config, data, seeds, pretrained, click.echo)
     except (DataError, WeightsError) as err:
         fail(f"{config_path}: {err}", USAGE_ERROR)
-
-    engine.use_threads_of(config)
-    click.echo(f"platform: {engine.platform(config)}")
-    runs = engine.fit_seeds(config, data, seeds, pretrained, click.echo)
     click.echo("final metrics:" if seeds == 1 else f"final metrics over {seeds} seeds (mean ± sd):")
     for key, value in engine.summarize_runs(runs).items():
         click.echo(f"  {key}: {value}")

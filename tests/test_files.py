@@ -9,7 +9,7 @@ from PIL import Image
 from raydm.cli import main
 from raydm.config import load_config
 from raydm.data import find_domain
-from raydm.data.files import decode_image
+from raydm.data.files import check_readable, decode_image
 from raydm.data.pair import load_domain_pair
 from raydm.sections import DataConfig
 from tests.conftest import tune_ok, tune_refused
@@ -235,3 +235,23 @@ def test_a_folder_and_a_list_of_the_same_numbered_classes_in_another_order_say_s
     config = DataConfig(source=f"folder:{root}", target=f"list:{listing}")
     with pytest.raises(ValueError, match="have the same classes in another order"):
         load_domain_pair(config)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_truncated_streamed_image_is_a_one_line_data_error_when_a_batch_reaches_it(
+    tmp_path, workers
+):
+    from raydm.data.pair import DataError
+    from raydm.data.pipeline import Loader, evaluation_batches
+
+    root = _folder(tmp_path / "d", per_class=2, fmt="jpg")
+    broken = root / "dog" / "img 1.jpg"
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(broken, quality=95)
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])  # header, half the data
+    files = find_domain(f"folder:{root}").build(DataConfig()).train
+    check_readable(files)  # the streamed check reads headers only: it passes
+    with pytest.raises(DataError) as caught:
+        list(evaluation_batches(files, 2, Loader(16, 3, workers, False)))
+    assert str(caught.value).startswith(f"data: image {broken} cannot be read: ")
+    assert "\n" not in str(caught.value)

@@ -153,12 +153,12 @@ def _eight_bit(image, path: str):
     if image.mode.startswith("I;16") or image.mode == "I":
         values = np.asarray(image, dtype=np.float64)
         if values.min() < 0 or values.max() > 65535:
-            raise ValueError(f"image {path} cannot be read: its values exceed 16 bits")
+            raise UnreadableImage(f"image {path} cannot be read: its values exceed 16 bits")
         # Mode I also holds 8-bit images (some TIFFs): those are kept as they are.
         scale = 257 if image.mode != "I" or values.max() > 255 else 1
         return Image.fromarray(np.round(values / scale).astype(np.uint8))
     if image.mode == "F":
-        raise ValueError(f"image {path} cannot be read: floating-point images are not supported")
+        raise UnreadableImage(f"image {path} cannot be read: float images are not supported")
     return image
 
 
@@ -181,6 +181,17 @@ def check_readable(files: ImageFiles) -> None:
         list(pool.map(check, files.paths))
 
 
+class UnreadableImage(ValueError):
+    """An image file that is missing or cannot be decoded; the message names it."""
+
+
+def last_line(err: BaseException) -> str:
+    """The message of an ``UnreadableImage`` raised in a DataLoader worker, which torch hands
+    back with the worker's traceback before it."""
+    line = str(err).strip().splitlines()[-1]
+    return line.removeprefix(f"{UnreadableImage.__module__}.{UnreadableImage.__name__}: ")
+
+
 @contextmanager
 def _opened(path: str):
     """The PIL image at ``path``; a missing or unreadable file is a ValueError naming it, also
@@ -192,8 +203,10 @@ def _opened(path: str):
         with Image.open(path) as image:
             yield image
     except FileNotFoundError:
-        raise ValueError(f"image {path} does not exist") from None
+        raise UnreadableImage(f"image {path} does not exist") from None
     except UnidentifiedImageError:
-        raise ValueError(f"image {path} cannot be read: not an image format PIL knows") from None
+        raise UnreadableImage(
+            f"image {path} cannot be read: not an image format PIL knows"
+        ) from None
     except OSError as err:
-        raise ValueError(f"image {path} cannot be read: {err}") from None
+        raise UnreadableImage(f"image {path} cannot be read: {err}") from None

@@ -9,7 +9,7 @@ on the whole batch on the training device.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -94,7 +94,7 @@ class TrainBatches:
                     for index in self.stream.draws()
                 )
             else:
-                self._batches = iter(self.loader.stream(self.part, self.stream.draws()))
+                self._batches = _decoded(self.loader.stream(self.part, self.stream.draws()))
         batch = next(self._batches)
         self.stream.consumed()
         return batch
@@ -196,8 +196,19 @@ def evaluation_batches(
         for start in range(0, len(part), batch_size):
             yield part.inputs[start : start + batch_size], part.labels[start : start + batch_size]
         return
-    for images, labels, _ in loader.in_order(part, batch_size):
+    for images, labels, _ in _decoded(loader.in_order(part, batch_size)):
         yield images, labels
+
+
+def _decoded(batches: Iterable) -> Iterator:
+    """``batches`` of a DataLoader over image files; a file that cannot be decoded (streamed
+    files are checked by their headers only, before training) is a one-line DataError."""
+    from raydm.data.pair import DataError
+
+    try:
+        yield from batches
+    except files.UnreadableImage as err:
+        raise DataError(f"data: {files.last_line(err)}") from None
 
 
 class _FileDataset(torch.utils.data.Dataset):
