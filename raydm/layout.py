@@ -32,9 +32,8 @@ SOFTMAX_FILE = "target_softmax.pt"
 # results.csv: these columns, each searched param, best:<metric>, best_epoch, final:<name> for
 # every metric the trials reported, checkpoint, platform and reason.
 TRIAL_ID = "trial_id"
-STATUS = (
-    "status"  # completed | stopped (early, by the scheduler) | failed | interrupted | unstarted
-)
+# completed | stopped (early, by the scheduler) | failed | interrupted | unstarted
+STATUS = "status"
 EPOCHS = "epochs"
 BEST_EPOCH = "best_epoch"
 REASON = "reason"  # why a failed trial failed

@@ -185,13 +185,6 @@ class UnreadableImage(ValueError):
     """An image file that is missing or cannot be decoded; the message names it."""
 
 
-def last_line(err: BaseException) -> str:
-    """The message of an ``UnreadableImage`` raised in a DataLoader worker, which torch hands
-    back with the worker's traceback before it."""
-    line = str(err).strip().splitlines()[-1]
-    return line.removeprefix(f"{UnreadableImage.__module__}.{UnreadableImage.__name__}: ")
-
-
 @contextmanager
 def _opened(path: str):
     """The PIL image at ``path``; a missing or unreadable file is a ValueError naming it, also

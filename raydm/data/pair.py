@@ -115,17 +115,15 @@ def index_domain_pair(config: DataConfig) -> IndexedPair:
         except ValueError as err:
             raise DataError(f"data.{role}: {err}") from None
     source, target = built["source"], built["target"]
-    if source.class_names != target.class_names and set(source.class_names) == set(
-        target.class_names
-    ):
-        # Folder classes sort as text (1, 10, 2), list labels as numbers (1, 2, 10).
-        raise DataError(
-            f"data.source {config.source} and data.target {config.target} have the same "
-            f"classes in another order ({', '.join(source.class_names)} against "
-            f"{', '.join(target.class_names)}): the class indices would not match; give both "
-            "domains the same way, as folders or as lists"
-        )
     if source.class_names != target.class_names:
+        if set(source.class_names) == set(target.class_names):
+            # Folder classes sort as text (1, 10, 2), list labels as numbers (1, 2, 10).
+            raise DataError(
+                f"data.source {config.source} and data.target {config.target} have the same "
+                f"classes in another order ({', '.join(source.class_names)} against "
+                f"{', '.join(target.class_names)}): the class indices would not match; give "
+                "both domains the same way, as folders or as lists"
+            )
         only_source = sorted(set(source.class_names) - set(target.class_names))
         only_target = sorted(set(target.class_names) - set(source.class_names))
         raise DataError(

@@ -204,11 +204,14 @@ def _decoded(batches: Iterable) -> Iterator:
     """``batches`` of a DataLoader over image files; a file that cannot be decoded (streamed
     files are checked by their headers only, before training) is a one-line DataError."""
     from raydm.data.pair import DataError
+    from raydm.results import error_reason  # pandas, on this failure path only
 
     try:
         yield from batches
     except files.UnreadableImage as err:
-        raise DataError(f"data: {files.last_line(err)}") from None
+        # From a DataLoader worker, torch puts the worker's traceback before the message.
+        message = error_reason(err).removeprefix(f"{files.__name__}.UnreadableImage: ")
+        raise DataError(f"data: {message}") from None
 
 
 class _FileDataset(torch.utils.data.Dataset):
