@@ -78,7 +78,7 @@ def describe(probabilities: torch.Tensor, labels: np.ndarray, classes: tuple[str
     off_diagonal = confusion.copy()
     np.fill_diagonal(off_diagonal, 0)
     commonest = np.argsort(-off_diagonal, axis=None)[:CONFUSIONS_SHOWN]
-    pairs = [np.unravel_index(index, confusion.shape) for index in commonest]
+    pairs = [np.unravel_index(i, confusion.shape) for i in commonest if off_diagonal.flat[i]]
     print(
         "commonest confusions (true -> predicted, share of the true class): "
         + ", ".join(
@@ -103,11 +103,14 @@ def main() -> None:
     best_point = (str(best[TRIAL_ID]), int(best[m.EPOCH]))
     checkpoints = {(c.trial_id, c.epoch): c.checkpoint for c in kept}
     params = {row[TRIAL_ID]: row for row in experiment.results}
+    by_point = points.set_index([TRIAL_ID, m.EPOCH])
+    test = data.target_test
+    images = predict.Images([str(i) for i in range(len(test))], test, None)
     for name, (trial, epoch) in (
         (f"the pick ({selector})", (kept[0].trial_id, kept[0].epoch)),
         ("the best oracle point", best_point),
     ):
-        point = points.set_index([TRIAL_ID, m.EPOCH]).loc[(trial, epoch)]
+        point = by_point.loc[(trial, epoch)]
         values = {key: params[trial][key] for key in search.params}
         print(f"\n## {name}: trial {trial}, epoch {epoch}, {selector} {point[selector]:.4f}")
         print(", ".join(f"{key}={value:.4g}" for key, value in values.items()))
@@ -115,11 +118,8 @@ def main() -> None:
             model = predict.load_model(checkpoints[trial, epoch], torch.device("cpu"))
         else:
             model = retrained(search.fixed(values), data, epoch)
-        images = predict.Images(
-            [str(i) for i in range(len(data.target_test))], data.target_test, None
-        )
         probabilities = predict.predict([model], images, batch_size=256)
-        describe(probabilities, data.target_test.labels.numpy(), data.class_names)
+        describe(probabilities, test.labels.numpy(), data.class_names)
 
 
 if __name__ == "__main__":
